@@ -1,0 +1,98 @@
+// Command hostwall compiles TOML firewall policies into one nftables table,
+// applies it atomically, and checks, tests and exports it.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/alecthomas/kong"
+	"github.com/hostwall/hostwall/model"
+)
+
+// Exit codes (design.md).
+const (
+	exitOK     = 0 // success
+	exitPolicy = 1 // the policy is wrong: compile/lint errors, failed tests
+	exitUsage  = 2 // usage errors
+	exitSystem = 3 // the kernel refused or the system failed
+)
+
+// CLI is hostwall's command line; each command is a struct with Run.
+type CLI struct {
+	Compile CompileCmd `cmd:"" help:"Print the compiled ruleset (dry run)."`
+}
+
+// Env is what commands write to; bound into kong so tests can capture it.
+type Env struct {
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// policyError marks an error as "the policy is wrong" (exit 1).
+type policyError struct{ err error }
+
+func (e *policyError) Error() string { return e.err.Error() }
+func (e *policyError) Unwrap() error { return e.err }
+
+// systemError marks an error as "the kernel or system failed" (exit 3).
+type systemError struct{ err error }
+
+func (e *systemError) Error() string { return e.err.Error() }
+func (e *systemError) Unwrap() error { return e.err }
+
+func main() {
+	os.Exit(run(os.Args[1:], Env{Stdout: os.Stdout, Stderr: os.Stderr}))
+}
+
+// run parses args, runs the command and returns the exit code.
+func run(args []string, env Env) int {
+	var cli CLI
+	exitCode := -1
+	parser, err := kong.New(&cli,
+		kong.Name("hostwall"),
+		kong.Description("An nftables-native host firewall compiler."),
+		kong.UsageOnError(),
+		kong.Writers(env.Stdout, env.Stderr),
+		kong.Exit(func(code int) { exitCode = code }),
+		kong.Bind(&env),
+	)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "hostwall:", err)
+		return exitUsage
+	}
+	ctx, err := parser.Parse(args)
+	if exitCode >= 0 { // --help and friends
+		return exitCode
+	}
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "hostwall:", err)
+		return exitUsage
+	}
+	if err := ctx.Run(); err != nil {
+		return report(env.Stderr, err)
+	}
+	return exitOK
+}
+
+// report prints err and maps it to an exit code.
+func report(w io.Writer, err error) int {
+	if diags, ok := model.AsDiags(err); ok {
+		for _, d := range diags {
+			fmt.Fprintln(w, d.String())
+		}
+		return exitPolicy
+	}
+	fmt.Fprintln(w, "hostwall:", err)
+	var pe *policyError
+	var se *systemError
+	switch {
+	case errors.As(err, &pe):
+		return exitPolicy
+	case errors.As(err, &se):
+		return exitSystem
+	}
+	return exitUsage
+}
