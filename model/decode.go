@@ -1,0 +1,251 @@
+package model
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// typeName names the TOML type of a decoded value for error messages.
+func typeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64, int, uint64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case []map[string]any:
+		return "an array of tables"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "a table"
+	case time.Time:
+		return "a date-time"
+	}
+	return fmt.Sprintf("a %T", v)
+}
+
+// tbl is one TOML table being decoded: its path in the file, its value and
+// how it is called in messages (e.g. "[[policy.in]]").
+type tbl struct {
+	l    *loader
+	f    *fileCtx
+	path string
+	m    map[string]any
+	kind string
+}
+
+func (l *loader) table(f *fileCtx, path, kind string, m map[string]any) *tbl {
+	return &tbl{l: l, f: f, path: path, m: m, kind: kind}
+}
+
+// sub returns the path of key k.
+func (t *tbl) sub(k string) string { return joinPath(t.path, k) }
+
+// header is the position of the table itself (its [header] or "{").
+func (t *tbl) header() Pos {
+	if p, ok := t.f.idx.vals[t.path]; ok {
+		return p
+	}
+	return t.f.idx.valPos(t.path)
+}
+
+// valPos is the position of the value of key k.
+func (t *tbl) valPos(k string) Pos { return t.f.idx.valPos(t.sub(k)) }
+
+// keyPos is the position of key k.
+func (t *tbl) keyPos(k string) Pos { return t.f.idx.keyPos(t.sub(k)) }
+
+// keyOrder returns the keys of m in the order they appear in the file.
+func (t *tbl) keyOrder() []string {
+	return orderKeys(t.f, t.path, t.m)
+}
+
+func orderKeys(f *fileCtx, path string, m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int {
+		pa, pb := f.idx.keyPos(joinPath(path, a)), f.idx.keyPos(joinPath(path, b))
+		if c := pa.Compare(pb); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	return keys
+}
+
+// keys returns the value positions of every key.
+func (t *tbl) keys() KeyPos {
+	kp := KeyPos{}
+	for k := range t.m {
+		kp[k] = t.valPos(k)
+	}
+	return kp
+}
+
+// checkKeys reports every key not in allowed.
+func (t *tbl) checkKeys(allowed ...string) {
+	for k := range t.m {
+		if !slices.Contains(allowed, k) {
+			s := slices.Clone(allowed)
+			slices.Sort(s)
+			t.l.errf(t.keyPos(k), "unknown key %q in %s; allowed: %s", k, t.kind, strings.Join(s, ", "))
+		}
+	}
+}
+
+// require reports a missing key at the table's header.
+func (t *tbl) require(k, example string) bool {
+	if _, ok := t.m[k]; ok {
+		return true
+	}
+	t.l.errf(t.header(), "%s needs %q (e.g. %s)", t.kind, k, example)
+	return false
+}
+
+func (t *tbl) typeErr(k string, want string, v any) {
+	t.l.errf(t.valPos(k), "%q must be %s, not %s", k, want, typeName(v))
+}
+
+// str returns the string value of k; ok is false when k is absent or not a
+// string (then an error was reported).
+func (t *tbl) str(k string) (string, bool) {
+	v, ok := t.m[k]
+	if !ok {
+		return "", false
+	}
+	s, ok := v.(string)
+	if !ok {
+		t.typeErr(k, "a string", v)
+	}
+	return s, ok
+}
+
+// integer returns the integer value of k.
+func (t *tbl) integer(k string) (int64, bool) {
+	v, ok := t.m[k]
+	if !ok {
+		return 0, false
+	}
+	n, ok := v.(int64)
+	if !ok {
+		t.typeErr(k, "an integer", v)
+	}
+	return n, ok
+}
+
+// boolean returns the boolean value of k, or def when it is absent or wrong.
+func (t *tbl) boolean(k string, def bool) bool {
+	v, ok := t.m[k]
+	if !ok {
+		return def
+	}
+	b, ok := v.(bool)
+	if !ok {
+		t.typeErr(k, "true or false", v)
+		return def
+	}
+	return b
+}
+
+// item is one string of a "string or list of strings" value.
+type item struct {
+	s   string
+	pos Pos
+}
+
+// strList reads a string or a list of strings. Wrong items are reported and
+// left out; an empty list is reported when allowEmpty is false.
+func (t *tbl) strList(k string, single, allowEmpty bool) ([]item, bool) {
+	v, ok := t.m[k]
+	if !ok {
+		return nil, false
+	}
+	want := "a list of strings"
+	if single {
+		want = "a string or a list of strings"
+	}
+	switch v := v.(type) {
+	case string:
+		if single {
+			return []item{{v, t.valPos(k)}}, true
+		}
+	case []any:
+		if len(v) == 0 && !allowEmpty {
+			t.l.errf(t.valPos(k), "%q is an empty list; leave the key out instead", k)
+			return nil, false
+		}
+		var out []item
+		good := true
+		for i, x := range v {
+			p := t.f.idx.valPos(indexPath(t.sub(k), i))
+			s, ok := x.(string)
+			if !ok {
+				t.l.errf(p, "%q items must be strings, not %s", k, typeName(x))
+				good = false
+				continue
+			}
+			out = append(out, item{s, p})
+		}
+		return out, good
+	}
+	t.typeErr(k, want, v)
+	return nil, false
+}
+
+// subTable returns the table value of k.
+func (t *tbl) subTable(k, kind string) (*tbl, bool) {
+	v, ok := t.m[k]
+	if !ok {
+		return nil, false
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		t.typeErr(k, "a table", v)
+		return nil, false
+	}
+	return t.l.table(t.f, t.sub(k), kind, m), true
+}
+
+// tableList returns the entries of an array of tables at k.
+func (t *tbl) tableList(k, kind string) []*tbl {
+	v, ok := t.m[k]
+	if !ok {
+		return nil
+	}
+	var ms []map[string]any
+	switch v := v.(type) {
+	case []map[string]any:
+		ms = v
+	case []any:
+		for i, x := range v {
+			m, ok := x.(map[string]any)
+			if !ok {
+				t.l.errf(t.f.idx.valPos(indexPath(t.sub(k), i)), "%s entries must be tables, not %s", kind, typeName(x))
+				continue
+			}
+			for len(ms) < i {
+				ms = append(ms, nil)
+			}
+			ms = append(ms, m)
+		}
+	default:
+		t.typeErr(k, "an array of tables ("+kind+")", v)
+		return nil
+	}
+	var out []*tbl
+	for i, m := range ms {
+		if m == nil {
+			continue
+		}
+		out = append(out, t.l.table(t.f, indexPath(t.sub(k), i), kind, m))
+	}
+	return out
+}
