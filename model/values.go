@@ -165,6 +165,9 @@ func parseLiteral(s string) (netipx.IPRange, error) {
 	}
 	a, err := parseAddr(s)
 	if err != nil {
+		if b, perr := netip.ParseAddr(s); perr == nil && (b.Zone() != "" || b.Is4In6()) {
+			return netipx.IPRange{}, err // the specific reason
+		}
 		return netipx.IPRange{}, fmt.Errorf("%q is not an address, CIDR or range (want e.g. 192.0.2.1, 10.0.0.0/8, 10.0.0.5-10.0.0.9 or fd00::/64)", s)
 	}
 	return netipx.IPRangeFrom(a, a), nil
