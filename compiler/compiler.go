@@ -4,6 +4,11 @@
 package compiler
 
 import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
 	"github.com/hostwall/hostwall/compiler/ir"
 	"github.com/hostwall/hostwall/model"
 )
@@ -15,8 +20,175 @@ type Options struct {
 	Node string
 }
 
+// Chain names of the ruleset (policy-format.md, "What the table looks
+// like").
+const (
+	ChainInput           = "input"
+	ChainForward         = "forward"
+	ChainOutput          = "output"
+	ChainGuardPrerouting = "guard_prerouting"
+	ChainGuardOutput     = "guard_output"
+)
+
 // Compile builds the ruleset of p for opts.Node. Errors come back as Diags
 // with positions; the ruleset is nil when there is an error.
 func Compile(p *model.Policy, opts Options) (*ir.Ruleset, model.Diags) {
-	panic("compiler: not written yet")
+	var diags model.Diags
+	node := selectNode(p, opts.Node, &diags)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	if len(p.NATs) > 0 || len(p.MSS) > 0 {
+		for _, n := range p.NATs {
+			diags.Errorf(n.Pos, "[[nat]] is not supported by this version of hostwall yet; remove it or compile with a version that has NAT")
+		}
+		for _, m := range p.MSS {
+			diags.Errorf(m.Pos, "[[mss]] is not supported by this version of hostwall yet; remove it or compile with a version that has MSS clamping")
+		}
+		diags.Sort()
+		return nil, diags
+	}
+	c := &compilation{
+		pol:  p,
+		node: node,
+		sets: map[string]*ir.Set{},
+	}
+	rs := &ir.Ruleset{Table: p.Settings.Table}
+	if len(p.Guards) > 0 {
+		rs.Chains = append(rs.Chains, c.guardChains()...)
+	}
+	rs.Chains = append(rs.Chains,
+		c.filterChain(ChainInput, ir.HookInput, model.HookIn, p.Defaults.Input),
+		c.filterChain(ChainForward, ir.HookForward, model.HookForward, p.Defaults.Forward),
+		c.filterChain(ChainOutput, ir.HookOutput, model.HookOut, p.Defaults.Output),
+	)
+	for _, name := range sortedKeys(c.sets) {
+		rs.Sets = append(rs.Sets, c.sets[name])
+	}
+	return rs, diags
+}
+
+// compilation is the state of one Compile call.
+type compilation struct {
+	pol  *model.Policy
+	node *model.Node // nil when the policy has no [nodes]
+	sets map[string]*ir.Set
+}
+
+// selectNode finds the node to compile for, or reports why there is none.
+func selectNode(p *model.Policy, name string, diags *model.Diags) *model.Node {
+	if len(p.Nodes) == 0 {
+		if name != "" {
+			diags.Errorf(model.Pos{}, "node %q was chosen, but the policy has no [nodes]; leave out --node", name)
+		}
+		return nil
+	}
+	names := make([]string, len(p.Nodes))
+	for i, n := range p.Nodes {
+		if n.Name == name {
+			return n
+		}
+		names[i] = n.Name
+	}
+	slices.Sort(names)
+	if name == "" {
+		diags.Errorf(p.Nodes[0].Pos, "the policy has [nodes]; choose one with --node: %s", strings.Join(names, ", "))
+	} else {
+		diags.Errorf(p.Nodes[0].Pos, "unknown node %q; the policy's nodes are: %s", name, strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// applies reports whether something limited to roles applies on the node
+// being compiled (no roles: everywhere).
+func (c *compilation) applies(roles []string) bool {
+	if len(roles) == 0 {
+		return true
+	}
+	if c.node == nil {
+		return false
+	}
+	for _, r := range roles {
+		if slices.Contains(c.node.Roles, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// filterChain builds one of the input, forward and output base chains: the
+// defaults, the policy's rules for hook in (order, position) order, then the
+// default verdict.
+func (c *compilation) filterChain(name string, hook ir.Hook, mhook model.Hook, def model.Action) *ir.Chain {
+	ch := &ir.Chain{
+		Name: name,
+		Base: &ir.Base{Type: ir.TypeFilter, Hook: hook, Priority: ir.PriorityFilter, Policy: chainPolicy(def)},
+	}
+	ch.Rules = append(ch.Rules, c.defaultRules(mhook)...)
+	for _, r := range c.orderedRules(mhook) {
+		ch.Rules = append(ch.Rules, c.rule(r)...)
+	}
+	ch.Rules = append(ch.Rules, c.defaultVerdict(mhook, def)...)
+	return ch
+}
+
+// orderedRules returns the rules of a hook that apply on the node, in
+// (order, position) order.
+func (c *compilation) orderedRules(hook model.Hook) []*model.Rule {
+	var rules []*model.Rule
+	for _, pb := range c.pol.Policies {
+		if !c.applies(pb.Roles) {
+			continue
+		}
+		list := pb.In
+		switch hook {
+		case model.HookOut:
+			list = pb.Out
+		case model.HookForward:
+			list = pb.Forward
+		}
+		for _, r := range list {
+			if c.applies(r.Roles) {
+				rules = append(rules, r)
+			}
+		}
+	}
+	slices.SortStableFunc(rules, func(a, b *model.Rule) int {
+		return cmp.Or(cmp.Compare(a.Policy.Order, b.Policy.Order), cmp.Compare(a.Seq, b.Seq))
+	})
+	return rules
+}
+
+// chainPolicy is the nft chain policy for a default action: reject becomes
+// drop (a reject rule ends the chain before the policy is reached).
+func chainPolicy(a model.Action) ir.Verdict {
+	if a == model.ActionAccept {
+		return ir.Accept{}
+	}
+	return ir.Drop{}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// hookName is the policy key of a hook, for Source.What.
+func hookName(h model.Hook) string {
+	switch h {
+	case model.HookOut:
+		return "out"
+	case model.HookForward:
+		return "forward"
+	}
+	return "in"
+}
+
+// ruleWhat names a policy rule for humans.
+func ruleWhat(r *model.Rule) string {
+	return fmt.Sprintf("policy %q %s[%d]", r.Policy.Name, hookName(r.Hook), r.Index)
 }
