@@ -89,6 +89,11 @@ func (p Packet) Family() Family { return FamilyOf(p.Src) }
 // redirect, which always travel with hop limit 255.
 func isND(t ICMPType) bool { return t >= 133 && t <= 137 }
 
+// TypicalHopLimit is the hop limit the parser gives a packet written
+// without one: NDHopLimit for ICMPv6 neighbour discovery and redirects,
+// DefaultHopLimit otherwise.
+func (p Packet) TypicalHopLimit() uint8 { return defaultHopLimit(p) }
+
 // defaultHopLimit is the hop limit the parser gives a packet.
 func defaultHopLimit(p Packet) uint8 {
 	if p.Family() == FamilyIPv6 && p.Proto == ProtoICMPv6 && isND(p.ICMPType) {
