@@ -216,7 +216,7 @@ func WriteStatusText(w io.Writer, t *Table) error {
 		_, err := fmt.Fprintln(w, "no hostwall table is loaded")
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "table inet %s\n", t.Name)
 	for _, s := range t.Sets {
 		kind := s.Type
@@ -239,7 +239,7 @@ func WriteStatusText(w io.Writer, t *Table) error {
 			fmt.Fprintf(tw, " (type %s hook %s priority %d policy %s)", c.Type, c.Hook, prio, c.Policy)
 		}
 		fmt.Fprintln(tw)
-		fmt.Fprintln(tw, "#\tpackets\tbytes\t\tverdict\tsource")
+		fmt.Fprintln(tw, "  #\tpackets\tbytes\tverdict\tsource")
 		for _, r := range c.Rules {
 			pk, by := "-", "-"
 			if r.Counter {
@@ -252,7 +252,7 @@ func WriteStatusText(w io.Writer, t *Table) error {
 			if r.Comment != "" {
 				src += fmt.Sprintf(" %q", r.Comment)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t\t%s\t%s\n", r.Index, pk, by, r.Verdict, src)
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\n", r.Index, pk, by, r.Verdict, src)
 		}
 	}
 	return tw.Flush()

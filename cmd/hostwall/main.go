@@ -23,6 +23,9 @@ const (
 // CLI is hostwall's command line; each command is a struct with Run.
 type CLI struct {
 	Compile CompileCmd `cmd:"" help:"Print the compiled ruleset (dry run)."`
+	Apply   ApplyCmd   `cmd:"" help:"Compile and replace hostwall's table in one netlink transaction."`
+	Flush   FlushCmd   `cmd:"" help:"Delete hostwall's table (and nothing else)."`
+	Status  StatusCmd  `cmd:"" help:"Show the loaded table with per-rule counters."`
 }
 
 // Env is what commands write to; bound into kong so tests can capture it.
