@@ -13,7 +13,7 @@ import (
 type CompileCmd struct {
 	Node   string   `help:"Node of [nodes] to compile for (required when the policy has nodes)." placeholder:"NAME"`
 	Format string   `help:"Output format: nft." enum:"nft" default:"nft"`
-	Policy []string `arg:"" name:"POLICY" help:"Policy files or directories (a directory contributes its *.toml files in lexical order)." type:"path"`
+	Policy []string `arg:"" name:"POLICY" help:"Policy files or directories (a directory contributes its *.toml files in lexical order)."`
 }
 
 // Help shows an example.
