@@ -46,11 +46,36 @@ type Options struct {
 	// family's named sets, and rules match them with `-m set` instead of
 	// one rule per element.
 	IPSet io.Writer
-	// GuardRejectAsDrop turns a reject in a guard into DROP. iptables
-	// allows REJECT only in the filter table, and guards live in mangle;
-	// without this flag such a guard is an error.
-	GuardRejectAsDrop bool
+	// GuardReject says how a guard's reject is written: iptables allows
+	// REJECT only in the filter table, and guards live in mangle.
+	GuardReject GuardReject
 }
+
+// GuardReject is how the export writes a reject in a guard.
+type GuardReject uint8
+
+const (
+	// GuardRejectError makes such a guard an error naming its position
+	// (the default).
+	GuardRejectError GuardReject = iota
+	// GuardRejectDrop writes DROP instead: the client sees a timeout, not
+	// an answer.
+	GuardRejectDrop
+	// GuardRejectMark is exact: the guard sets a reject code in the packet
+	// mark bits RejectMarkMask and ends the guard chain; the first rules of
+	// hostwall's filter chains (INPUT, FORWARD, OUTPUT) reject packets
+	// carrying a code, with the guard's reject type. Nothing but the guard
+	// decides such a packet in between (DNAT may rewrite it; conntrack
+	// translates the answer back). The mark bits must not be used by
+	// other tools on the host.
+	GuardRejectMark
+)
+
+// The packet mark bits GuardRejectMark uses: a 4-bit reject code.
+const (
+	RejectMarkMask  = 0x00f00000
+	RejectMarkShift = 20
+)
 
 // Error is one thing of the ruleset that the export cannot write, at the
 // position of the policy text it came from.
@@ -194,6 +219,9 @@ type exporter struct {
 	sets     map[*ir.Set]string
 	setOrder []*ir.Set
 	setNames map[string]*ir.Set
+	// markRejects are the --reject-with values of guard rejects written
+	// with GuardRejectMark; code i+1 in the mark is markRejects[i].
+	markRejects []string
 }
 
 func newExporter(rs *ir.Ruleset, opts Options) *exporter {
@@ -259,7 +287,7 @@ func (x *exporter) run() {
 		c *ir.Chain
 		p placement
 	}
-	var bases []baseChain
+	var bases []baseChain // in declaration order
 	taken := map[string]*ir.Chain{}
 	for _, c := range x.rs.Chains {
 		if c == nil {
@@ -305,37 +333,72 @@ func (x *exporter) run() {
 	if len(x.errs) > 0 {
 		return
 	}
-	for _, b := range bases {
-		t := b.p.table
-		t.used = true
-		t.chains = append(t.chains, b.p.name)
-		t.jumps = append(t.jumps, jump{b.p.builtin, b.p.name})
-		if _, isDrop := b.c.Base.Policy.(ir.Drop); isDrop {
-			t.policy[b.p.builtin] = "DROP"
-		} else if _, isAccept := b.c.Base.Policy.(ir.Accept); !isAccept {
-			x.errorf(chainSource(b.c), "a base chain policy must be accept or drop")
-		}
-	}
+	// Guards first: the filter chains reject what they marked.
 	for _, t := range []*table{x.mangle, x.filter} {
+		var tb []baseChain
+		for _, b := range bases {
+			if b.p.table == t {
+				tb = append(tb, b)
+			}
+		}
+		if t == x.filter && len(x.markRejects) > 0 {
+			// Every packet a guard marked reaches INPUT, FORWARD or OUTPUT:
+			// each needs our chain, even when the policy has none there.
+			for _, p := range []placement{
+				{x.filter, "INPUT", "HOSTWALL-INPUT", false},
+				{x.filter, "FORWARD", "HOSTWALL-FORWARD", false},
+				{x.filter, "OUTPUT", "HOSTWALL-OUTPUT", false},
+			} {
+				if taken[p.name] == nil {
+					c := &ir.Chain{Name: strings.ToLower(p.builtin), Base: &ir.Base{Policy: ir.Accept{}}}
+					taken[p.name] = c
+					tb = append(tb, baseChain{c, p})
+				}
+			}
+		}
+		for _, b := range tb {
+			t.used = true
+			t.chains = append(t.chains, b.p.name)
+			t.jumps = append(t.jumps, jump{b.p.builtin, b.p.name})
+			if _, isDrop := b.c.Base.Policy.(ir.Drop); isDrop {
+				t.policy[b.p.builtin] = "DROP"
+			} else if _, isAccept := b.c.Base.Policy.(ir.Accept); !isAccept {
+				x.errorf(chainSource(b.c), "a base chain policy must be accept or drop")
+			}
+		}
 		for _, c := range reach[t] {
 			t.chains = append(t.chains, x.names[c])
 		}
-	}
-	for _, b := range bases {
-		_, drop := b.c.Base.Policy.(ir.Drop)
-		ctx := &chainCtx{t: b.p.table, chain: b.c, cur: b.p.name, guard: b.p.guard, top: true, policyDrop: drop}
-		x.lowerChain(ctx)
-		if x.opts.NoFlush && drop {
-			// We do not own the built-in chain's policy: the policy becomes
-			// the last rule of our chain.
-			ctx.t.add(ctx.cur, "-j", "DROP")
-		}
-	}
-	for _, t := range []*table{x.mangle, x.filter} {
-		for _, c := range reach[t] {
-			ctx := &chainCtx{t: t, chain: c, cur: x.names[c], guard: t == x.mangle}
+		for _, b := range tb {
+			_, drop := b.c.Base.Policy.(ir.Drop)
+			ctx := &chainCtx{t: t, chain: b.c, cur: b.p.name, guard: b.p.guard, top: true, policyDrop: drop}
+			if t == x.filter {
+				x.markRejectRules(ctx)
+			}
 			x.lowerChain(ctx)
+			if x.opts.NoFlush && drop {
+				// We do not own the built-in chain's policy: the policy
+				// becomes the last rule of our chain.
+				t.add(ctx.cur, "-j", "DROP")
+			}
 		}
+		for _, c := range reach[t] {
+			x.lowerChain(&chainCtx{t: t, chain: c, cur: x.names[c], guard: t == x.mangle})
+		}
+	}
+}
+
+// markRejectRules are the first rules of a filter base chain with
+// GuardRejectMark: reject what a guard marked, with the guard's type.
+func (x *exporter) markRejectRules(ctx *chainCtx) {
+	for i, with := range x.markRejects {
+		var args []string
+		if with == "tcp-reset" {
+			args = []string{"-p", "tcp"}
+		}
+		args = append(args, "-m", "mark", "--mark", fmt.Sprintf("%#x/%#x", uint32(i+1)<<RejectMarkShift, RejectMarkMask),
+			"-m", "comment", "--comment", `"rejected by a guard"`, "-j", "REJECT", "--reject-with", with)
+		ctx.t.add(ctx.cur, args...)
 	}
 }
 

@@ -124,6 +124,10 @@ func guardRuleset() *ir.Ruleset {
 			&ir.Rule{Matches: []ir.Match{ir.ProtoMatch{Protos: []ir.Proto{ir.ProtoTCP, ir.ProtoUDP}}, ir.CtStateMatch{States: ir.CtNew}, ir.FibLocalMatch{}},
 				Limit: &ir.Limit{Rate: 100, Unit: ir.PerSecond, Burst: 50}, Verdict: ir.Accept{}, Source: src(70, `guard "rate"`)},
 			&ir.Rule{Matches: []ir.Match{ir.PortMatch{Proto: ir.ProtoUDP, Field: ir.Dst, Ranges: ports(30000, 32767)}, ir.FibLocalMatch{}}, Verdict: ir.Drop{}, Source: src(75, `guard "udp-nodeports"`)},
+			&ir.Rule{Matches: []ir.Match{ir.PortMatch{Proto: ir.ProtoTCP, Field: ir.Dst, Ranges: ports(32000, 32099)}, ir.FibLocalMatch{}},
+				Limit: &ir.Limit{Rate: 30, Unit: ir.PerMinute}, Log: &ir.Log{Prefix: "internal: "}, Source: src(80, `guard "internal"`)},
+			&ir.Rule{Matches: []ir.Match{ir.PortMatch{Proto: ir.ProtoTCP, Field: ir.Dst, Ranges: ports(32000, 32099)}, ir.FibLocalMatch{}}, Verdict: ir.Reject{With: ir.RejectICMPXPortUnreachable}, Source: src(80, `guard "internal"`)},
+			&ir.Rule{Matches: []ir.Match{ir.PortMatch{Proto: ir.ProtoTCP, Field: ir.Dst, Ranges: ports(32100, 32199)}, ir.FibLocalMatch{}}, Verdict: ir.Reject{With: ir.RejectTCPReset}, Source: src(85, `guard "internal-rst"`)},
 		)
 		return c
 	}
@@ -179,9 +183,10 @@ var goldenCases = []struct {
 	{"basic", basicRuleset, Options{}},
 	{"basic-noflush", basicRuleset, Options{NoFlush: true}},
 	{"basic-ipset", basicRuleset, Options{IPSet: &bytes.Buffer{}}},
-	{"guards", guardRuleset, Options{}},
-	{"guards-noflush", guardRuleset, Options{NoFlush: true}},
-	{"guards-ipset", guardRuleset, Options{IPSet: &bytes.Buffer{}}},
+	{"guards", guardRuleset, Options{GuardReject: GuardRejectMark}},
+	{"guards-drop", guardRuleset, Options{GuardReject: GuardRejectDrop}},
+	{"guards-noflush", guardRuleset, Options{NoFlush: true, GuardReject: GuardRejectMark}},
+	{"guards-ipset", guardRuleset, Options{IPSet: &bytes.Buffer{}, GuardReject: GuardRejectMark}},
 	{"split", splitRuleset, Options{}},
 	{"split-noflush", splitRuleset, Options{NoFlush: true}},
 }

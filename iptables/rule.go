@@ -38,7 +38,9 @@ type lowered struct {
 
 // target is what an iptables rule does once it matches.
 type target struct {
-	args []string
+	// lines are the iptables targets, each one rule with the same
+	// matches (a MARK before a RETURN); most targets are one line.
+	lines [][]string
 	// leave is set for RETURN meaning "leave the IR chain": it must not run
 	// in a helper chain entered with -j (it would only leave the helper).
 	leave bool
@@ -106,7 +108,8 @@ func (x *exporter) lowerRule(ctx *chainCtx, r *ir.Rule) {
 			}
 		}
 	}
-	if rj, ok := r.Verdict.(ir.Reject); ok && rj.With == ir.RejectTCPReset && !lr.never && !ctx.guard {
+	exactReject := !ctx.guard || x.opts.GuardReject == GuardRejectMark
+	if rj, ok := r.Verdict.(ir.Reject); ok && rj.With == ir.RejectTCPReset && !lr.never && exactReject {
 		if len(lr.protos) != 1 || lr.protos[0] != ir.ProtoTCP {
 			x.errorf(r.Source, "reject with tcp-reset needs a rule that matches tcp only")
 		}
@@ -179,14 +182,23 @@ func (x *exporter) emit(ctx *chainCtx, lr lowered, comment, limit, logArgs []str
 			return
 		}
 	}
-	pipeline := len(lr.nots) > 0 || (limit != nil && (k > 1 || (logArgs != nil && tgt != nil)))
+	var action [][]string
+	if logArgs != nil {
+		action = append(action, cat(comment, logArgs))
+	}
+	if tgt != nil {
+		for _, l := range tgt.lines {
+			action = append(action, cat(comment, l))
+		}
+	}
+	// A limit must be evaluated once for all the action's lines.
+	pipeline := len(lr.nots) > 0 || (limit != nil && (k > 1 || len(action) > 1))
 	if !pipeline {
+		// Matches other than limit are stateless: the same matches on
+		// adjacent rules hold for the same packets.
 		for _, a := range product(lr.slots) {
-			if logArgs != nil {
-				t.add(ctx.cur, cat(a, limit, comment, logArgs)...)
-			}
-			if tgt != nil {
-				t.add(ctx.cur, cat(a, limit, comment, tgt.args)...)
+			for _, l := range action {
+				t.add(ctx.cur, cat(a, limit, l)...)
 			}
 		}
 		return
@@ -214,15 +226,8 @@ func (x *exporter) emit(ctx *chainCtx, lr lowered, comment, limit, logArgs []str
 	if limit != nil {
 		stages = append(stages, stage{passOn: []alt{limit}})
 	}
-	var action [][]string
-	if logArgs != nil {
-		action = append(action, cat(comment, logArgs))
-	}
-	if tgt != nil {
-		action = append(action, cat(comment, tgt.args))
-	}
 	// With a single target line, the last stage passes straight to it.
-	merged := logArgs == nil && tgt != nil
+	merged := len(action) == 1 && tgt != nil
 	names := make([]string, len(stages))
 	for i := range stages {
 		names[i] = t.helper()
@@ -283,54 +288,80 @@ func (x *exporter) emit(ctx *chainCtx, lr lowered, comment, limit, logArgs []str
 // target maps a rule's verdict to an iptables target in the chain's
 // context; nil means no target (continue).
 func (x *exporter) target(ctx *chainCtx, r *ir.Rule) *target {
+	one := func(args ...string) *target { return &target{lines: [][]string{args}} }
 	switch v := r.Verdict.(type) {
 	case nil:
 		return nil
 	case ir.Accept:
 		if !ctx.guard {
-			return &target{args: []string{"-j", "ACCEPT"}}
+			return one("-j", "ACCEPT")
 		}
-		// A guard's accept ends only its guard chain (nft accept in one
-		// base chain): later guards are skipped, nat, filter and everyone
-		// else's mangle rules still see the packet. RETURN from our
-		// top guard chain to the built-in chain is exactly that; in full
-		// mode with a drop policy (which RETURN would hit) and in nested
-		// chains ACCEPT is exact because we own the whole mangle table.
-		switch {
-		case ctx.top && (x.opts.NoFlush || !ctx.policyDrop):
-			return &target{args: []string{"-j", "RETURN"}, leave: true}
-		case !x.opts.NoFlush:
-			return &target{args: []string{"-j", "ACCEPT"}}
-		}
-		x.errorf(r.Source, "accept in chain %q reached from a guard cannot be written for iptables-restore --noflush (it would end everyone's mangle rules); export without --noflush", ctx.chain.Name)
-		return nil
+		return x.guardAccept(ctx, r)
 	case ir.Drop:
-		return &target{args: []string{"-j", "DROP"}}
+		return one("-j", "DROP")
 	case ir.Reject:
-		if ctx.guard {
-			if x.opts.GuardRejectAsDrop {
-				return &target{args: []string{"-j", "DROP"}}
-			}
-			x.errorf(r.Source, `reject is not possible in a guard: iptables allows REJECT only in the filter table and guards run in mangle PREROUTING/OUTPUT; use action = "drop", or export with --guard-reject-as-drop`)
-			return nil
-		}
 		with, ok := rejectWith(x.fam, v.With)
 		if !ok {
 			x.errorf(r.Source, "reject type %d has no iptables equivalent", v.With)
 			return nil
 		}
-		return &target{args: []string{"-j", "REJECT", "--reject-with", with}}
+		if !ctx.guard {
+			return one("-j", "REJECT", "--reject-with", with)
+		}
+		switch x.opts.GuardReject {
+		case GuardRejectDrop:
+			return one("-j", "DROP")
+		case GuardRejectMark:
+			leave := x.guardAccept(ctx, r)
+			if leave == nil {
+				return nil
+			}
+			code := x.markReject(with)
+			return &target{
+				lines: append([][]string{{"-j", "MARK", "--set-xmark", fmt.Sprintf("%#x/%#x", code<<RejectMarkShift, RejectMarkMask)}}, leave.lines...),
+				leave: leave.leave,
+			}
+		}
+		x.errorf(r.Source, `reject is not possible in a guard: iptables allows REJECT only in the filter table and guards run in mangle PREROUTING/OUTPUT; use action = "drop", or export with --guard-reject=mark (exact) or --guard-reject=drop`)
+		return nil
 	case ir.Jump:
-		return &target{args: []string{"-j", x.names[v.Chain]}}
+		return one("-j", x.names[v.Chain])
 	case ir.Return:
 		if ctx.top && x.opts.NoFlush && ctx.policyDrop {
 			// The chain policy is our chain's last rule in noflush mode.
-			return &target{args: []string{"-j", "DROP"}}
+			return one("-j", "DROP")
 		}
-		return &target{args: []string{"-j", "RETURN"}, leave: true}
+		return &target{lines: [][]string{{"-j", "RETURN"}}, leave: true}
 	}
 	x.errorf(r.Source, "verdict %T has no iptables equivalent", r.Verdict)
 	return nil
+}
+
+// guardAccept is a guard's accept: it ends only the guard chain (nft accept
+// in one base chain), so later guards are skipped while nat, filter and
+// everyone else's mangle rules still see the packet. RETURN from our top
+// guard chain to the built-in chain is exactly that. In full mode, where we
+// own the whole mangle table, ACCEPT is exact too, and it is what a nested
+// chain or a top chain with a drop policy (which RETURN would hit) needs.
+func (x *exporter) guardAccept(ctx *chainCtx, r *ir.Rule) *target {
+	switch {
+	case ctx.top && (x.opts.NoFlush || !ctx.policyDrop):
+		return &target{lines: [][]string{{"-j", "RETURN"}}, leave: true}
+	case !x.opts.NoFlush:
+		return &target{lines: [][]string{{"-j", "ACCEPT"}}}
+	}
+	x.errorf(r.Source, "accept in chain %q reached from a guard cannot be written for iptables-restore --noflush (it would end everyone's mangle rules); export without --noflush", ctx.chain.Name)
+	return nil
+}
+
+// markReject returns the mark code of a --reject-with value, registering
+// it for the filter chains' reject rules.
+func (x *exporter) markReject(with string) uint32 {
+	if i := slices.Index(x.markRejects, with); i >= 0 {
+		return uint32(i + 1)
+	}
+	x.markRejects = append(x.markRejects, with)
+	return uint32(len(x.markRejects))
 }
 
 // rejectWith is the --reject-with value of a reject type for a family.
