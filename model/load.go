@@ -80,14 +80,22 @@ const maxFileSize = 64 << 20
 
 // readLimited reads a file of at most maxFileSize bytes.
 func readLimited(path string) ([]byte, error) {
+	// Stat before open: opening a FIFO or device could block forever.
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, unwrapPathErr(err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, errors.New("not a regular file; name a file")
+	}
+	if st.Size() > maxFileSize {
+		return nil, fmt.Errorf("file is larger than the limit of %d bytes (64 MiB); split it into smaller files", maxFileSize)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, unwrapPathErr(err)
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.IsDir() {
-		return nil, errors.New("is a directory, not a file")
-	}
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
 		return nil, err
