@@ -106,7 +106,7 @@ func (l *loader) defaults(top *tbl) {
 		lt.checkKeys("prefix", "rate")
 		lg := &Log{Pos: t.valPos("log")}
 		if s, ok := lt.str("prefix"); ok {
-			if err := checkText(s, maxPrefixLen); err != nil {
+			if err := checkLogPrefix(s); err != nil {
 				l.errf(lt.valPos("prefix"), "log prefix %q %v", s, err)
 			}
 			lg.Prefix = s

@@ -245,7 +245,7 @@ func (l *loader) logVal(t *tbl, k string) *Log {
 		}
 		return nil
 	case string:
-		if err := checkText(v, maxPrefixLen); err != nil {
+		if err := checkLogPrefix(v); err != nil {
 			l.errf(t.valPos(k), "log prefix %q %v", v, err)
 			return nil
 		}

@@ -90,6 +90,18 @@ func checkText(s string, max int) error {
 	return nil
 }
 
+// checkLogPrefix checks a log prefix: text as checkText, and no `$`, which
+// nft 1.0.6 reads as the start of a variable inside a log prefix.
+func checkLogPrefix(s string) error {
+	if err := checkText(s, maxPrefixLen); err != nil {
+		return err
+	}
+	if strings.Contains(s, "$") {
+		return fmt.Errorf("has the character '$', which nft reads as a variable in a log prefix; leave it out")
+	}
+	return nil
+}
+
 // checkTestName checks a test name: free printable ASCII, at most 128 bytes.
 func checkTestName(s string) error {
 	if s == "" {
