@@ -25,7 +25,7 @@ type Proto uint8
 const (
 	ProtoICMP    Proto = 1   // nft `icmp`
 	ProtoIGMP    Proto = 2   // nft `igmp`
-	ProtoIPIP    Proto = 4   // nft `ipip` (IPv4 in IPv4)
+	ProtoIPIP    Proto = 4   // IP in IP (what Linux ipip tunnels use); /etc/protocols calls 4 `ipencap` and 94 `ipip`, so backends write the number
 	ProtoTCP     Proto = 6   // nft `tcp`
 	ProtoEGP     Proto = 8   // nft `egp`
 	ProtoUDP     Proto = 17  // nft `udp`
