@@ -26,6 +26,8 @@ type CLI struct {
 	Apply   ApplyCmd   `cmd:"" help:"Compile and replace hostwall's table in one netlink transaction."`
 	Flush   FlushCmd   `cmd:"" help:"Delete hostwall's table (and nothing else)."`
 	Status  StatusCmd  `cmd:"" help:"Show the loaded table with per-rule counters."`
+	Test    TestCmd    `cmd:"" help:"Run the policy's [[test]]s against the compiled ruleset."`
+	Explain ExplainCmd `cmd:"" help:"Show which rule decides a packet, and where it was written."`
 	Export  ExportCmd  `cmd:"" help:"Write the policy as iptables-restore files (rules.v4, rules.v6)."`
 }
 
