@@ -395,7 +395,6 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 	}
 }
 
-
 func familyWord(a netip.Addr) string {
 	if a.Is4() {
 		return "ipv4"
