@@ -261,6 +261,12 @@ func differential(t *testing.T, name string, text string, p *model.Policy, r *ra
 		}
 		for range n {
 			pkt := s.packet(addrs)
+			// Every sampled packet can be written as PACKET text and read back.
+			if back, err := ir.ParsePacket(pkt.String()); err != nil {
+				t.Errorf("packet %q does not parse back: %v", pkt, err)
+			} else if back.DstLocal = pkt.DstLocal; back != pkt {
+				t.Errorf("packet %q parses back as %+v, want %+v", pkt, back, pkt)
+			}
 			ref := Reference(p, node, pkt)
 			res := ir.Eval(rs, pkt)
 			count++
@@ -421,6 +427,9 @@ func genPolicy(r *rand.Rand) string {
 	}
 	if chance(2) {
 		w("icmp = %q\n", pick("essential", "all", "none"))
+	}
+	if chance(4) {
+		w("log = { prefix = \"dflt: \", rate = \"5/minute\" }\n")
 	}
 	rejectWiths := []string{"admin-prohibited", "port-unreachable", "host-unreachable", "net-unreachable", "host-prohibited", "net-prohibited", "tcp-reset"}
 	if chance(2) {
@@ -665,6 +674,12 @@ func genPolicy(r *rand.Rand) string {
 		}
 		if chance(4) {
 			w("state = %s\n", state())
+		}
+		if chance(4) {
+			w("log = \"guard: \"\nlimit = \"3/minute\"\n")
+		}
+		if chance(6) {
+			w("counter = false\n")
 		}
 	}
 	return b.String()
