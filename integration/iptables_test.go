@@ -212,18 +212,20 @@ func iptSend(ns *Netns, network string, src netip.Addr, sport *uint16, dst netip
 }
 
 // iptLoad exports rs for both families (guard rejects written exactly, with
-// marks; with ipsets when asked) and loads the files into the node with
-// iptables-legacy.
-func iptLoad(t *testing.T, ns *Netns, rs *ir.Ruleset, withSets bool) {
+// marks) in a mode and loads the files into the node with iptables-legacy:
+// "rules" (full files, groups expanded), "ipset" (full files, groups as
+// ipsets) or "noflush" (only our chains, then the jumps from the file's
+// header, run twice as an operator's script would be).
+func iptLoad(t *testing.T, ns *Netns, rs *ir.Ruleset, mode string) {
 	t.Helper()
 	dir := t.TempDir()
 	for _, fam := range []struct {
 		f      ir.Family
 		suffix string
 	}{{ir.FamilyIPv4, "v4"}, {ir.FamilyIPv6, "v6"}} {
-		opts := iptables.Options{Family: fam.f, GuardReject: iptables.GuardRejectMark}
+		opts := iptables.Options{Family: fam.f, GuardReject: iptables.GuardRejectMark, NoFlush: mode == "noflush"}
 		var rules, sets bytes.Buffer
-		if withSets {
+		if mode == "ipset" {
 			opts.IPSet = &sets
 		}
 		if err := iptables.Export(&rules, rs, opts); err != nil {
@@ -233,22 +235,46 @@ func iptLoad(t *testing.T, ns *Netns, rs *ir.Ruleset, withSets bool) {
 		if err := os.WriteFile(path, rules.Bytes(), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if withSets {
+		if mode == "ipset" {
 			sp := filepath.Join(dir, "ipset."+fam.suffix)
 			if err := os.WriteFile(sp, sets.Bytes(), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			ns.MustRun(t, "ipset", "restore", "-file", sp)
 		}
-		ns.MustRun(t, iptLegacyTools[fam.suffix], path)
+		if mode != "noflush" {
+			ns.MustRun(t, iptLegacyTools[fam.suffix], path)
+			continue
+		}
+		ns.MustRun(t, iptLegacyTools[fam.suffix], "--noflush", path)
+		var jumps []string
+		for _, l := range strings.Split(rules.String(), "\n") {
+			if cmd, ok := strings.CutPrefix(l, "#   "); ok {
+				cmd = strings.ReplaceAll(cmd, "ip6tables -", "ip6tables-legacy -")
+				cmd = strings.ReplaceAll(cmd, "iptables -", "iptables-legacy -")
+				jumps = append(jumps, cmd)
+			}
+		}
+		if len(jumps) == 0 {
+			t.Fatalf("the --noflush %s file names no jumps:\n%s", fam.suffix, rules.String())
+		}
+		for range 2 {
+			for _, j := range jumps {
+				ns.MustRun(t, "sh", "-c", j)
+			}
+		}
+		saved := ns.MustRun(t, strings.TrimSuffix(iptLegacyTools[fam.suffix], "-restore")+"-save")
+		if n := strings.Count(saved, " -j HOSTWALL-INPUT\n"); n != 1 {
+			t.Fatalf("%d jumps to HOSTWALL-INPUT after installing them twice:\n%s", n, saved)
+		}
 	}
 }
 
 // TestIptablesTraffic sends the examples' [[test]]s (direction in or out,
 // tcp or udp, state new: what the netlink apply test sends too) as real
 // packets through a node namespace that loaded the exported rules.v4 and
-// rules.v6 into iptables-legacy, once with groups expanded into rules and
-// once with --ipset. Every verdict must be the one ir.Eval gives for the
+// rules.v6 into iptables-legacy: with groups expanded into rules, with
+// --ipset, and with --noflush plus the jumps its header lists. Every verdict must be the one ir.Eval gives for the
 // compiled ruleset (the meaning the nftables backend implements) and the
 // one the test expects. IPv4 and IPv6, guards (NodePort) included.
 func TestIptablesTraffic(t *testing.T) {
@@ -344,18 +370,14 @@ func iptTrafficExamples(t *testing.T, entries []os.DirEntry, timeout time.Durati
 				}
 			}) {
 				probes := groups[key]
-				for _, withSets := range []bool{false, true} {
-					mode := "rules"
-					if withSets {
-						mode = "ipset"
-					}
+				for _, mode := range []string{"rules", "ipset", "noflush"} {
 					wgGroups.Add(1)
 					go func() {
 						defer wgGroups.Done()
 						sem <- struct{}{}
 						defer func() { <-sem }()
 						t.Run(name+"/"+key+"/"+mode, func(t *testing.T) {
-							if withSets {
+							if mode == "ipset" {
 								RequireTool(t, "ipset")
 							}
 							lab := newIptLab(t, probes[0].iface)
@@ -388,7 +410,7 @@ func iptTrafficExamples(t *testing.T, entries []os.DirEntry, timeout time.Durati
 									}
 								}
 							}
-							iptLoad(t, lab.node, rs, withSets)
+							iptLoad(t, lab.node, rs, mode)
 							var wg sync.WaitGroup
 							for _, p := range probes {
 								wg.Add(1)
