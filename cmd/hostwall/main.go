@@ -29,6 +29,7 @@ type CLI struct {
 	Test    TestCmd    `cmd:"" help:"Run the policy's [[test]]s against the compiled ruleset."`
 	Explain ExplainCmd `cmd:"" help:"Show which rule decides a packet, and where it was written."`
 	Export  ExportCmd  `cmd:"" help:"Write the policy as iptables-restore files (rules.v4, rules.v6)."`
+	Lint    LintCmd    `cmd:"" help:"Check policies for errors and likely mistakes (for CI)."`
 }
 
 // Env is what commands write to; bound into kong so tests can capture it.
