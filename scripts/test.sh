@@ -6,7 +6,7 @@
 #   ./scripts/test.sh --update      regenerate golden files (go test -run Golden -update)
 #
 # As root it installs what the integration tests need when it is missing
-# (nftables, iptables, iproute2; Debian/Ubuntu apt-get), then runs every test.
+# (nftables, iptables, iproute2, ipset; Debian/Ubuntu apt-get), then runs every test.
 # Integration tests only touch network namespaces they create, addresses in
 # 198.18.0.0/15 and fd00::/8, and never the machine's own ruleset. Without
 # root they skip with a reason, and this script says so. Exit status is
@@ -101,7 +101,7 @@ if [ "$mode" = update ]; then
 fi
 
 # Tools the integration tests use.
-need_tools=(nft iptables iptables-legacy ip)
+need_tools=(nft iptables iptables-legacy ip ipset)
 missing_tools() {
 	local t out=()
 	for t in "${need_tools[@]}"; do
@@ -119,12 +119,12 @@ if [ "$mode" = all ]; then
 		note "missing: $missing; not root, so not installing them."
 		note "integration tests will SKIP; run 'sudo ./scripts/test.sh' to run them."
 	elif ! command -v apt-get >/dev/null 2>&1; then
-		note "missing: $missing; no apt-get on this system: install nftables, iptables and iproute2 yourself."
+		note "missing: $missing; no apt-get on this system: install nftables, iptables, iproute2 and ipset yourself."
 		note "integration tests that need them will SKIP."
 	else
-		note "missing: $missing; installing nftables iptables iproute2 with apt-get"
+		note "missing: $missing; installing nftables iptables iproute2 ipset with apt-get"
 		export DEBIAN_FRONTEND=noninteractive
-		if apt-get update -q && apt-get install -y -q --no-install-recommends nftables iptables iproute2; then
+		if apt-get update -q && apt-get install -y -q --no-install-recommends nftables iptables iproute2 ipset; then
 			missing=$(missing_tools)
 			[ -n "$missing" ] && note "still missing after install: $missing (their tests will SKIP)"
 		else
