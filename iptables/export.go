@@ -462,7 +462,8 @@ func (x *exporter) lowerChain(ctx *chainCtx) {
 	}
 }
 
-// write prints the tables: mangle (when it has guards), then filter.
+// write prints the tables: mangle (in noflush mode only when it has
+// guards), then filter.
 func (x *exporter) write(b *bytes.Buffer) {
 	famName, tool := "IPv4", "iptables-restore"
 	if x.fam == ir.FamilyIPv6 {
@@ -485,7 +486,9 @@ func (x *exporter) write(b *bytes.Buffer) {
 		}
 	}
 	for _, t := range []*table{x.mangle, x.filter} {
-		if !t.used {
+		// Full mode writes every table hostwall may use, so loading a
+		// policy without guards also flushes an earlier export's guards.
+		if !t.used && x.opts.NoFlush {
 			continue
 		}
 		fmt.Fprintf(b, "*%s\n", t.name)

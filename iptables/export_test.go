@@ -252,3 +252,18 @@ func TestExportGolden(t *testing.T) {
 		}
 	}
 }
+
+// TestFullModeFlushesGuards: a full export of a policy without guards still
+// declares table mangle, so loading it removes an earlier export's guard
+// chains; a noflush export leaves mangle alone.
+func TestFullModeFlushesGuards(t *testing.T) {
+	for _, noflush := range []bool{false, true} {
+		var buf bytes.Buffer
+		if err := Export(&buf, basicRuleset(), Options{Family: ir.FamilyIPv4, NoFlush: noflush}); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(buf.String(), "*mangle\n"); got == noflush {
+			t.Errorf("noflush=%v: *mangle written = %v, want %v\n%s", noflush, got, !noflush, buf.String())
+		}
+	}
+}
