@@ -164,12 +164,7 @@ func ownTable(t *testing.T, ns *Netns, name string) {
 func TestApplyCLIExitCodes(t *testing.T) {
 	RequireRoot(t)
 	RequireTool(t, "nft")
-	RequireTool(t, "go")
-	bin := filepath.Join(t.TempDir(), "hostwall")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/hostwall")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildHostwall(t)
 	policy := filepath.Join(t.TempDir(), "policy.toml")
 	if err := os.WriteFile(policy, []byte(webPolicy), 0o600); err != nil {
 		t.Fatal(err)
@@ -213,3 +208,15 @@ func TestApplyCLIExitCodes(t *testing.T) {
 // nftTableFOwner is NFT_TABLE_F_OWNER (linux/netfilter/nf_tables.h), which
 // x/sys/unix v0.28 does not define.
 const nftTableFOwner = 0x2
+
+// buildHostwall builds the hostwall binary into the test's temp dir.
+func buildHostwall(t *testing.T) string {
+	t.Helper()
+	RequireTool(t, "go")
+	bin := filepath.Join(t.TempDir(), "hostwall")
+	build := exec.Command("go", "build", "-o", bin, "../cmd/hostwall")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
