@@ -139,6 +139,8 @@ fi
 
 run "go vet" go vet ./...
 
+run "hostwall lint --strict on every example" bash -c 'rc=0; for e in examples/*.toml examples/*/; do go run ./cmd/hostwall lint --strict "$e" || rc=1; done; exit $rc'
+
 if [ "$mode" = all ] && $is_root; then
 	# As root, tests that touch the kernel run for real: never trust a cached pass.
 	run "unit and golden tests (no cache, root)" go test -count=1 -timeout 15m "${unit_pkgs[@]}"
