@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -207,9 +206,4 @@ func BenchmarkLint1000(b *testing.B) {
 			b.Fatal(d.Err())
 		}
 	}
-}
-
-// hasID reports whether diags has a diagnostic with id at pos.
-func hasID(diags model.Diags, id string, pos model.Pos) bool {
-	return slices.ContainsFunc(diags, func(d model.Diag) bool { return d.ID == id && d.Pos == pos })
 }
