@@ -35,7 +35,7 @@ func TestExportCommand(t *testing.T) {
 		{"both families need a directory", func(string) []string { return []string{"export", mgmt} },
 			exitUsage, "", "-o must name a directory", nil},
 		{"guard reject is an error with its position", func(string) []string { return []string{"export", "--family", "ipv4", "--node", "worker1", guard} },
-			exitPolicy, "", "nodeport-guard.toml:68:1: guard \"nodeport-internal\": reject is not possible in a guard", nil},
+			exitPolicy, "", "nodeport-guard.toml:67:1: guard \"nodeport-internal\": reject is not possible in a guard", nil},
 		{"guard reject as mark", func(string) []string {
 			return []string{"export", "--family", "ipv4", "--node", "worker1", "--guard-reject", "mark", guard}
 		}, exitOK, "-j MARK --set-xmark 0x100000/0xf00000", "", nil},
