@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -221,48 +220,6 @@ func outcomeOf(a model.Action) Outcome {
 	return Dropped
 }
 
-// probeFrom probes like Probe, with a fixed source port when sport is set.
-func probeFrom(ns *Netns, network string, src netip.Addr, sport *uint16, dst netip.AddrPort, timeout time.Duration) (Outcome, error) {
-	if sport == nil {
-		return Probe(ns, network, src.String(), dst.String(), timeout)
-	}
-	var local net.Addr = &net.TCPAddr{IP: src.AsSlice(), Port: int(*sport)}
-	if network == "udp" {
-		local = &net.UDPAddr{IP: src.AsSlice(), Port: int(*sport)}
-	}
-	d := net.Dialer{LocalAddr: local, Timeout: timeout, Control: setRecvErr}
-	var out Outcome
-	var perr error
-	err := ns.Do(func() error {
-		c, err := d.Dial(network, dst.String())
-		if err != nil {
-			out, perr = classify(err)
-			return nil
-		}
-		defer c.Close()
-		if network == "tcp" {
-			out = Accepted
-			return nil
-		}
-		c.SetDeadline(time.Now().Add(timeout))
-		if _, err := c.Write([]byte("probe")); err != nil {
-			out, perr = classify(err)
-			return nil
-		}
-		buf := make([]byte, 64)
-		if _, err := c.Read(buf); err != nil {
-			out, perr = classify(err)
-			return nil
-		}
-		out = Accepted
-		return nil
-	})
-	if err != nil {
-		return Failed, err
-	}
-	return out, perr
-}
-
 // TestApplyTraffic: for every example, every [[test]] of direction in or
 // out with protocol tcp or udp and state new is sent as a real packet
 // through a node namespace whose table was applied over netlink, over IPv4
@@ -356,7 +313,7 @@ func TestApplyTraffic(t *testing.T) {
 						if !in {
 							from = lab.node
 						}
-						got, err := probeFrom(from, p.test.Proto.String(), p.src, p.test.SPort, netip.AddrPortFrom(p.dst, *p.test.DPort), timeout)
+						got, err := ProbeFrom(from, p.test.Proto.String(), p.src.String(), portOf(p.test.SPort), netip.AddrPortFrom(p.dst, *p.test.DPort).String(), timeout)
 						want := outcomeOf(p.test.Expect)
 						if got != want {
 							t.Errorf("%s (%s:%d): %s %s -> %s port %d: got %s (%v), want %s",

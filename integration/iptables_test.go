@@ -3,7 +3,6 @@ package integration
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -167,48 +166,6 @@ func (l *iptLab) addAddr(t *testing.T, on *Netns, onIf string, from *Netns, from
 	on.MustRun(t, "ip", "addr", "add", iptHost(a), "dev", "lo", "nodad")
 	from.MustRun(t, "ip", "route", "replace", iptHost(a), "dev", fromIf)
 	from.MustRun(t, "ip", "neigh", "replace", a.String(), "lladdr", l.mac(t, on, onIf), "dev", fromIf, "nud", "permanent")
-}
-
-// iptSend sends one probe from ns with the test's source port, if any.
-func iptSend(ns *Netns, network string, src netip.Addr, sport *uint16, dst netip.AddrPort, timeout time.Duration) (Outcome, error) {
-	if sport == nil {
-		return Probe(ns, network, src.String(), dst.String(), timeout)
-	}
-	var local net.Addr = &net.TCPAddr{IP: src.AsSlice(), Port: int(*sport)}
-	if network == "udp" {
-		local = &net.UDPAddr{IP: src.AsSlice(), Port: int(*sport)}
-	}
-	d := net.Dialer{LocalAddr: local, Timeout: timeout, Control: setRecvErr}
-	var out Outcome
-	var perr error
-	err := ns.Do(func() error {
-		c, err := d.Dial(network, dst.String())
-		if err != nil {
-			out, perr = classify(err)
-			return nil
-		}
-		defer c.Close()
-		if network == "tcp" {
-			out = Accepted
-			return nil
-		}
-		c.SetDeadline(time.Now().Add(timeout))
-		if _, err := c.Write([]byte("probe")); err != nil {
-			out, perr = classify(err)
-			return nil
-		}
-		buf := make([]byte, 64)
-		if _, err := c.Read(buf); err != nil {
-			out, perr = classify(err)
-			return nil
-		}
-		out = Accepted
-		return nil
-	})
-	if err != nil {
-		return Failed, err
-	}
-	return out, perr
 }
 
 // iptLoad exports rs for both families (guard rejects written exactly, with
@@ -420,7 +377,7 @@ func iptTrafficExamples(t *testing.T, entries []os.DirEntry, timeout time.Durati
 									if !in {
 										from = lab.node
 									}
-									got, err := iptSend(from, p.test.Proto.String(), p.src, p.test.SPort, netip.AddrPortFrom(p.dst, *p.test.DPort), timeout)
+									got, err := ProbeFrom(from, p.test.Proto.String(), p.src.String(), portOf(p.test.SPort), netip.AddrPortFrom(p.dst, *p.test.DPort).String(), timeout)
 									if want := iptOutcome(p.eval); got != want {
 										t.Errorf("%s (%s:%d): %s %s -> %s port %d: iptables %s (%v), ir.Eval %s",
 											p.test.Name, p.test.Pos.File, p.test.Pos.Line, p.test.Proto, p.src, p.dst, *p.test.DPort, got, err, want)

@@ -307,6 +307,12 @@ func ProbeUDP(ns *Netns, srcAddr, dstAddrPort string, timeout time.Duration) Out
 // outcome: nil for Accepted, the socket error for Rejected and Dropped, the
 // reason for Failed.
 func Probe(ns *Netns, network, srcAddr, dstAddrPort string, timeout time.Duration) (Outcome, error) {
+	return ProbeFrom(ns, network, srcAddr, 0, dstAddrPort, timeout)
+}
+
+// ProbeFrom is Probe from a fixed source port (0: a fresh ephemeral one),
+// for tests whose rules match the source port.
+func ProbeFrom(ns *Netns, network, srcAddr string, sport uint16, dstAddrPort string, timeout time.Duration) (Outcome, error) {
 	src := net.ParseIP(srcAddr)
 	if src == nil {
 		return Failed, fmt.Errorf("source %q is not an IP address", srcAddr)
@@ -317,9 +323,9 @@ func Probe(ns *Netns, network, srcAddr, dstAddrPort string, timeout time.Duratio
 	var local net.Addr
 	switch network {
 	case "tcp":
-		local = &net.TCPAddr{IP: src}
+		local = &net.TCPAddr{IP: src, Port: int(sport)}
 	case "udp":
-		local = &net.UDPAddr{IP: src}
+		local = &net.UDPAddr{IP: src, Port: int(sport)}
 	default:
 		return Failed, fmt.Errorf("network %q: want tcp or udp", network)
 	}
@@ -404,4 +410,12 @@ func command(name string, args ...string) (string, error) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
 	return string(out), err
+}
+
+// portOf is a test's optional port, 0 when it has none.
+func portOf(p *uint16) uint16 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }
