@@ -48,7 +48,7 @@ func (l *loader) settings(top *tbl) {
 	if !ok {
 		return
 	}
-	t.checkKeys("table", "guard_priority")
+	t.checkKeys("table", "guard_priority", "on_error", "failsafe_ssh_from")
 	for k := range t.m {
 		l.setting(t, k)
 		l.p.Settings.Keys[k] = t.valPos(k)
@@ -70,6 +70,7 @@ func (l *loader) settings(top *tbl) {
 			l.p.Settings.GuardPriority = int(n)
 		}
 	}
+	l.safeSettings(t)
 }
 
 var rejectNames = []string{"admin-prohibited", "port-unreachable", "host-unreachable", "net-unreachable", "host-prohibited", "net-prohibited", "tcp-reset"}

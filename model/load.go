@@ -181,6 +181,7 @@ func LoadSources(srcs []Source) (*Policy, Diags) {
 	}
 	l.checkNodeAddrs()
 	l.resolveGroups()
+	l.checkFailsafe()
 	for _, f := range l.files {
 		t := l.table(f, "", "the top level", f.root)
 		l.policies(t)

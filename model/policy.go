@@ -37,8 +37,26 @@ type KeyPos map[string]Pos
 type Settings struct {
 	Table         string // default "hostwall"
 	GuardPriority int    // default -110; always below -100
-	Keys          KeyPos
+	// OnError is what `hostwall apply` does when the policy fails to load,
+	// compile or apply (on_error; default keep).
+	OnError OnError
+	// FailsafeSSHFrom names the group the failsafe ruleset accepts ssh
+	// (tcp/22) from (failsafe_ssh_from); "" means from anywhere.
+	FailsafeSSHFrom string
+	Keys            KeyPos
 }
+
+// OnError is settings.on_error: what apply leaves in the kernel when the
+// policy cannot be loaded, compiled or applied.
+type OnError uint8
+
+const (
+	// OnErrorKeep keeps the table that is loaded (the default).
+	OnErrorKeep OnError = iota
+	// OnErrorFailsafe loads the failsafe ruleset: established traffic,
+	// loopback and ssh from settings.failsafe_ssh_from; other input dropped.
+	OnErrorFailsafe
+)
 
 // Action is what a rule, guard, default or test verdict does.
 type Action uint8
