@@ -64,6 +64,12 @@ type Result struct {
 	// jumps nested deeper than the kernel allows, an unknown match or
 	// verdict kind); Verdict is then Drop{}, and Rule the rule at fault.
 	Err error
+	// DNAT is the destination translation the packet got (nil: none);
+	// chains after it saw the new destination.
+	DNAT *Translation
+	// SNAT is the source translation (SNAT or Masquerade) the packet got
+	// on postrouting (nil: none).
+	SNAT *Translation
 }
 
 // hooksOf lists the hooks a packet crosses, in order.
@@ -97,10 +103,24 @@ func mainHook(d PacketDir) Hook {
 // chain still sees the packet. Drop and reject end everything. A jump runs
 // the target chain; a return, or the end of a regular chain, goes back to
 // the rule after the jump; a base chain that ends without a verdict applies
-// its policy. Rules without a verdict (log only) go on. NAT chains (type
-// nat) only run for the first packet of a connection (state new), as in
-// the kernel; a NAT statement there (a verdict kind Eval does not know)
-// ends the chain as an accept.
+// its policy. Rules without a verdict (log only) and ClampMSS statements
+// go on.
+//
+// NAT: nat chains (type nat) run for the first packet of a connection
+// (state new), as in the kernel; a NAT statement (SNAT, DNAT, Masquerade)
+// ends its nat chain as an accept, and from then on the packet carries the
+// new address: a DNAT rewrites the destination (and port) that later
+// chains see and sets CtStatusDNAT in the packet's CtStatus; the result
+// records both translations (Result.DNAT, Result.SNAT). A NAT statement of
+// the other family than the packet's does nothing and the next rule runs,
+// as in the kernel. Only the first translation of each kind counts (nat
+// chains of the same hook after it are skipped). Established and related
+// packets are translated as their connection's first packet was: Eval
+// finds that translation by running the nat chains for the packet as if
+// it were new, without tracing them (it takes every packet for one of the
+// original direction: a reply, which the kernel translates back, is
+// evaluated untranslated). Invalid and untracked packets are never
+// translated.
 //
 // Limits: Eval answers for a packet under every rate limit (a rule with a
 // Limit matches). The return trip of a packet the host sends to itself
@@ -126,8 +146,14 @@ func Eval(rs *Ruleset, p Packet) Result {
 		}
 		slices.SortStableFunc(chains, func(a, b *Chain) int { return cmp.Compare(a.Base.Priority, b.Base.Priority) })
 		for _, c := range chains {
-			if c.Base.Type == TypeNAT && p.State != CtNew {
-				res.Trace = append(res.Trace, Step{Kind: StepSkip, Chain: c, Note: "nat chains only see the first packet of a connection"})
+			if c.Base.Type == TypeNAT {
+				if d, ok := evalNAT(c, &p, &res); !ok {
+					res.Verdict, res.Rule, res.Chain, res.Err = d.verdict, d.rule, d.chain, d.err
+					if d.err != nil {
+						res.Verdict = Drop{}
+					}
+					return res
+				}
 				continue
 			}
 			d := runBase(c, p, &res.Trace)
@@ -159,6 +185,92 @@ type decision struct {
 	rule    *Rule   // nil: the policy
 	chain   *Chain
 	err     error
+	// nat is the NAT statement that ended a nat chain (verdict Accept).
+	nat Verdict
+}
+
+// evalNAT runs one nat base chain for p (see Eval) and applies the
+// translation it makes to p and res. ok is false when evaluation ends
+// there: the chain dropped or rejected the packet, or cannot be evaluated
+// (d.err says why).
+func evalNAT(c *Chain, p *Packet, res *Result) (d decision, ok bool) {
+	dnat := c.Base.Hook == HookPrerouting || c.Base.Hook == HookOutput
+	switch {
+	case p.State&(CtInvalid|CtUntracked) != 0:
+		res.Trace = append(res.Trace, Step{Kind: StepSkip, Chain: c, Note: "invalid and untracked packets are never translated"})
+		return d, true
+	case (dnat && res.DNAT != nil) || (!dnat && res.SNAT != nil):
+		res.Trace = append(res.Trace, Step{Kind: StepSkip, Chain: c, Note: "the connection is already translated"})
+		return d, true
+	case p.State != CtNew:
+		first := *p
+		first.State = CtNew
+		var discard []Step
+		d = runBase(c, first, &discard)
+		note := "nat chains only see the first packet of a connection"
+		if d.err == nil && d.nat != nil {
+			note += "; this packet is translated as the first one was, by " + ruleWhere(d.rule)
+		}
+		res.Trace = append(res.Trace, Step{Kind: StepSkip, Chain: c, Note: note})
+	default:
+		d = runBase(c, *p, &res.Trace)
+	}
+	if d.err != nil {
+		return d, false
+	}
+	if _, isAccept := d.verdict.(Accept); !isAccept {
+		return d, false // a drop or reject in a nat chain ends everything
+	}
+	t := &Translation{Rule: d.rule, Chain: c}
+	switch v := d.nat.(type) {
+	case nil:
+		return d, true
+	case DNAT:
+		if !dnat {
+			d.err = fmt.Errorf("chain %s: dnat on a chain of hook %d (only prerouting and output)", c.Name, c.Base.Hook)
+			return d, false
+		}
+		t.Addr, t.Port = v.Addr, v.Port
+		p.Dst = v.Addr
+		if v.Port != 0 && p.Proto.HasPorts() {
+			p.DPort = v.Port
+		}
+		p.CtStatus |= CtStatusDNAT
+		res.DNAT = t
+	case SNAT:
+		if dnat {
+			d.err = fmt.Errorf("chain %s: snat on a chain of hook %d (only postrouting and input)", c.Name, c.Base.Hook)
+			return d, false
+		}
+		t.Addr = v.Addr
+		p.Src = v.Addr
+		res.SNAT = t
+	case Masquerade:
+		if c.Base.Hook != HookPostrouting {
+			d.err = fmt.Errorf("chain %s: masquerade on a chain of hook %d (only postrouting)", c.Name, c.Base.Hook)
+			return d, false
+		}
+		t.Masquerade = true
+		res.SNAT = t
+	}
+	return d, true
+}
+
+// ruleWhere names a rule for a trace note.
+func ruleWhere(r *Rule) string {
+	if r == nil {
+		return "the chain policy"
+	}
+	s := r.Source
+	switch {
+	case s.File != "" && s.What != "":
+		return fmt.Sprintf("%s:%d:%d %s", s.File, s.Line, s.Col, s.What)
+	case s.What != "":
+		return s.What
+	case r.Comment != "":
+		return fmt.Sprintf("rule %q", r.Comment)
+	}
+	return "a rule"
 }
 
 // runBase runs one base chain to its end.
@@ -192,8 +304,18 @@ func runChain(c *Chain, p Packet, trace *[]Step, depth int) (decision, bool) {
 		}
 		*trace = append(*trace, Step{Kind: StepRule, Chain: c, Rule: r, Index: i, Verdict: r.Verdict, Depth: depth})
 		switch v := r.Verdict.(type) {
-		case nil:
+		case nil, ClampMSS:
 			continue
+		case SNAT, DNAT, Masquerade:
+			if c.Base == nil || c.Base.Type != TypeNAT || depth > 0 {
+				return decision{rule: r, chain: c, err: fmt.Errorf("rule %d of chain %s: %T outside a nat base chain", i, c.Name, v)}, true
+			}
+			if f := natFamily(v); f != FamilyAny && f != p.Family() {
+				// The kernel's nat statement ignores a packet of the
+				// other family; the next rule runs.
+				continue
+			}
+			return decision{verdict: Accept{}, rule: r, chain: c, nat: v}, true
 		case Accept, Drop, Reject:
 			return decision{verdict: v, rule: r, chain: c}, true
 		case Return:
@@ -212,10 +334,6 @@ func runChain(c *Chain, p Packet, trace *[]Step, depth int) (decision, bool) {
 				return d, true
 			}
 		default:
-			if c.Base != nil && c.Base.Type == TypeNAT {
-				// A NAT statement: it ends the nat chain, the packet goes on.
-				return decision{verdict: Accept{}, rule: r, chain: c}, true
-			}
 			return decision{rule: r, chain: c, err: fmt.Errorf("rule %d of chain %s: unknown verdict kind %T", i, c.Name, v)}, true
 		}
 	}
@@ -301,6 +419,10 @@ func Matches(m Match, p Packet) (bool, error) {
 		return p.DstLocal, nil
 	case HopLimitMatch:
 		return fam == FamilyIPv6 && p.HopLimit == m.Value, nil
+	case CtStatusMatch:
+		return m.Status&p.CtStatus != 0, nil
+	case TCPFlagsMatch:
+		return p.Proto == ProtoTCP && tcpFlagsOf(p)&m.Mask == m.Value, nil
 	}
 	return false, fmt.Errorf("unknown match kind %T", m)
 }

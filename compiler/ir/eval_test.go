@@ -244,9 +244,8 @@ func TestEvalChains(t *testing.T) {
 	forward := &Chain{Name: "forward", Base: &Base{Type: TypeFilter, Hook: HookForward, Priority: PriorityFilter, Policy: Drop{}}, Rules: []*Rule{
 		{Matches: []Match{IfaceMatch{Dir: In, Names: []string{"lan*"}}, IfaceMatch{Dir: Out, Names: []string{"wan0"}}}, Verdict: Accept{}, Comment: "lan to wan"},
 	}}
-	type natStmt struct{ Verdict }
 	natPost := &Chain{Name: "nat_postrouting", Base: &Base{Type: TypeNAT, Hook: HookPostrouting, Priority: PrioritySrcNAT, Policy: Accept{}}, Rules: []*Rule{
-		{Matches: []Match{IfaceMatch{Dir: Out, Names: []string{"wan0"}}}, Verdict: natStmt{}, Comment: "masquerade"},
+		{Matches: []Match{IfaceMatch{Dir: Out, Names: []string{"wan0"}}}, Verdict: Masquerade{}, Comment: "masquerade"},
 	}}
 	// Declared in a scrambled order: Eval must sort by hook and priority.
 	rs := &Ruleset{Table: "t", Chains: []*Chain{input, ssh, web, output, pre2, guardPre, forward, guardOut, natPost}}

@@ -80,6 +80,10 @@ type Packet struct {
 	// when the host sends to itself. The caller decides; the parser sets
 	// it from the direction (in: true, out and forward: false).
 	DstLocal bool
+	// CtStatus are conntrack status bits of the packet's connection that
+	// the caller knows (nft `ct status`); the parser leaves it 0. Eval adds
+	// CtStatusDNAT when a DNAT translates the packet.
+	CtStatus CtStatus
 }
 
 // Family returns the packet's family, that of its source address.
