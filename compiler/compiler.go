@@ -122,7 +122,7 @@ func (c *compilation) applies(roles []string) bool {
 func (c *compilation) filterChain(name string, hook ir.Hook, mhook model.Hook, def model.Action) *ir.Chain {
 	ch := &ir.Chain{
 		Name: name,
-		Base: &ir.Base{Type: ir.TypeFilter, Hook: hook, Priority: ir.PriorityFilter, Policy: chainPolicy(def)},
+		Base: &ir.Base{Type: ir.TypeFilter, Hook: hook, Priority: ir.PriorityFilter, Policy: chainPolicy(def), Source: c.defaultsSource(defaultsKey(mhook))},
 	}
 	ch.Rules = append(ch.Rules, c.defaultRules(mhook)...)
 	for _, r := range c.orderedRules(mhook) {
@@ -175,6 +175,17 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// defaultsKey is the [defaults] key of a hook's default verdict.
+func defaultsKey(h model.Hook) string {
+	switch h {
+	case model.HookOut:
+		return "output"
+	case model.HookForward:
+		return "forward"
+	}
+	return "input"
 }
 
 // hookName is the policy key of a hook, for Source.What.

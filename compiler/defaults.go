@@ -97,14 +97,7 @@ func (c *compilation) defaultVerdict(hook model.Hook, def model.Action) []*ir.Ru
 	if def == model.ActionAccept {
 		return nil
 	}
-	key := "input"
-	switch hook {
-	case model.HookOut:
-		key = "output"
-	case model.HookForward:
-		key = "forward"
-	}
-	src := c.defaultsSource(key)
+	src := c.defaultsSource(defaultsKey(hook))
 	var rules []*ir.Rule
 	if l := c.pol.Defaults.Log; l != nil {
 		rules = append(rules, &ir.Rule{

@@ -125,6 +125,8 @@ func explain(w io.Writer, pol *model.Policy, node string, pkt ir.Packet, res ir.
 		by = "error: " + res.Err.Error()
 	case res.Rule != nil:
 		by = ruleWhere(res.Rule.Source)
+	case res.Chain != nil && res.Chain.Base != nil && res.Chain.Base.Source.What != "":
+		by = "the policy of chain " + res.Chain.Name + ": " + ruleWhere(res.Chain.Base.Source)
 	case res.Chain != nil:
 		by = "the policy of chain " + res.Chain.Name
 	}

@@ -211,6 +211,11 @@ func decider(res ir.Result) decidedBy {
 		d.Chain = res.Chain.Name
 	}
 	if res.Rule == nil {
+		if b := res.Chain; b != nil && b.Base != nil && b.Base.Source.What != "" {
+			d.Pos = sourcePos(b.Base.Source)
+			d.What = b.Base.Source.What
+			return d
+		}
 		d.Policy = true
 		return d
 	}

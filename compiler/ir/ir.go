@@ -83,6 +83,9 @@ type Base struct {
 	Priority int
 	// Policy is the chain's default policy: Accept or Drop only.
 	Policy Verdict
+	// Source is where the policy comes from (e.g. `defaults.input`), for
+	// reports of packets that no rule decided.
+	Source Source
 }
 
 // Chain is a base chain (Base != nil) or a regular chain reached by Jump.
