@@ -3,17 +3,19 @@ package iptables
 import (
 	"fmt"
 	"strings"
+
+	"github.com/hostwall/hostwall/internal/text"
 )
 
 // Limits of the iptables ABI (xtables) that the export checks instead of
 // truncating silently.
 const (
-	maxComment    = 255 // xt_comment: 256 bytes with the NUL
-	maxLogPrefix  = 29  // ipt_LOG/ip6t_LOG: 30 bytes with the NUL
-	maxChainName  = 28  // XT_EXTENSION_MAXNAMELEN - 1 for user chains
-	maxIfaceName  = 15  // IFNAMSIZ - 1
-	maxIPSetName  = 31  // IPSET_MAXNAMELEN - 1
-	maxMultiport  = 15  // XT_MULTI_PORTS; a range takes two slots
+	maxComment    = 255           // xt_comment: 256 bytes with the NUL (the policy allows text.MaxComment, 128)
+	maxLogPrefix  = 29            // ipt_LOG/ip6t_LOG: 30 bytes with the NUL
+	maxChainName  = 28            // XT_EXTENSION_MAXNAMELEN - 1 for user chains
+	maxIfaceName  = text.MaxIface // IFNAMSIZ - 1
+	maxIPSetName  = 31            // IPSET_MAXNAMELEN - 1
+	maxMultiport  = 15            // XT_MULTI_PORTS; a range takes two slots
 	maxLimitBurst = 10000
 )
 
@@ -23,11 +25,8 @@ const (
 // characters, non-ASCII). iptables-restore reads `"..."` as one argument, so
 // `#`, `;` and spaces are harmless inside.
 func quote(s string) (string, error) {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
-			return "", fmt.Errorf("%q: byte %#02x at offset %d cannot be written in iptables-restore syntax", s, c, i)
-		}
+	if i := text.BadTextByte(s); i >= 0 {
+		return "", fmt.Errorf("%q: byte %#02x at offset %d cannot be written in iptables-restore syntax", s, s[i], i)
 	}
 	return `"` + s + `"`, nil
 }
@@ -38,12 +37,11 @@ func validName(s string, max int) bool {
 	if s == "" || len(s) > max {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
-		case i > 0 && (c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.'):
-		default:
+	if !text.IsLetter(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if !text.IsIfaceByte(s[i]) {
 			return false
 		}
 	}
@@ -55,16 +53,16 @@ func validName(s string, max int) bool {
 // have or that would change meaning in iptables (a literal `+`).
 func ifaceArg(name string) (string, error) {
 	base, wild := strings.CutSuffix(name, "*")
-	if base == "" && !wild || len(base) > maxIfaceName {
-		return "", fmt.Errorf("interface %q: must be 1 to %d bytes", name, maxIfaceName)
+	if base == "" || len(name) > maxIfaceName {
+		return "", fmt.Errorf("interface %q: must be 1 to %d bytes (a trailing * included)", name, maxIfaceName)
 	}
 	for i := 0; i < len(base); i++ {
-		c := base[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
-		default:
+		if c := base[i]; !text.IsIfaceByte(c) {
 			return "", fmt.Errorf("interface %q: byte %q cannot be written for iptables", name, c)
 		}
+	}
+	if err := text.Iface(name, true); err != nil { // the shared definition, checked last
+		return "", fmt.Errorf("interface %q %v", name, err)
 	}
 	if wild {
 		return base + "+", nil

@@ -54,7 +54,7 @@ func (l *loader) settings(top *tbl) {
 		l.p.Settings.Keys[k] = t.valPos(k)
 	}
 	if s, ok := t.str("table"); ok {
-		if err := checkName(s); err != nil {
+		if err := checkTable(s); err != nil {
 			l.errf(t.valPos("table"), "table name %q %v", s, err)
 		} else {
 			l.p.Settings.Table = s

@@ -8,115 +8,38 @@ import (
 	"strings"
 
 	"github.com/hostwall/hostwall/compiler/ir"
+	"github.com/hostwall/hostwall/internal/text"
 	"go4.org/netipx"
 )
 
-// Limits of names, comments and log prefixes (policy-format.md).
+// Limits of names, comments and log prefixes (policy-format.md); the one
+// definition is package text, which the backends check against too.
 const (
-	maxNameLen     = 64
-	maxCommentLen  = 128
-	maxPrefixLen   = 64
-	maxTestNameLen = 128
-	maxIfaceLen    = 15
+	maxCommentLen = text.MaxComment
 )
 
 // checkName checks a name of a zone, group, service, node, role, policy or
 // guard: a letter, then letters, digits, "_" or "-", at most 64 bytes.
-func checkName(s string) error {
-	switch {
-	case s == "":
-		return errors.New("is empty; a name starts with a letter, then letters, digits, _ or -")
-	case len(s) > maxNameLen:
-		return fmt.Errorf("is %d bytes long; a name has at most %d", len(s), maxNameLen)
-	case !(s[0] >= 'a' && s[0] <= 'z' || s[0] >= 'A' && s[0] <= 'Z'):
-		return errors.New("must start with a letter, then letters, digits, _ or -")
-	}
-	for i := 0; i < len(s); i++ {
-		if !isBareKeyByte(s[i]) {
-			return fmt.Errorf("has %s; a name is letters, digits, _ or -, starting with a letter", describeByte(s[i]))
-		}
-	}
-	return nil
-}
+func checkName(s string) error { return text.Name(s) }
 
-func describeByte(c byte) string {
-	if c >= 0x20 && c < 0x7f {
-		return fmt.Sprintf("the character %q", rune(c))
-	}
-	return fmt.Sprintf("the byte 0x%02x", c)
-}
+// checkTable checks settings.table: a name that is not an nft keyword.
+func checkTable(s string) error { return text.Table(s) }
 
 // checkIface checks an interface name: 1-15 bytes of letters, digits, ".",
-// "_" or "-", optionally followed by a "*" wildcard (not counted).
-func checkIface(s string, wildcard bool) error {
-	name := s
-	if wildcard {
-		name = strings.TrimSuffix(s, "*")
-	}
-	if name == "" {
-		return errors.New("is empty; an interface name is 1 to 15 bytes of letters, digits, ., _ or -")
-	}
-	if len(name) > maxIfaceLen {
-		return fmt.Errorf("is %d bytes long; an interface name has at most %d", len(name), maxIfaceLen)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !isBareKeyByte(c) && c != '.' {
-			hint := ""
-			if c == '*' && wildcard {
-				hint = " (a * is only allowed at the end)"
-			} else if c == '*' {
-				hint = " (no wildcard here: name one interface)"
-			}
-			return fmt.Errorf("has %s%s; an interface name is letters, digits, ., _ or -", describeByte(c), hint)
-		}
-	}
-	return nil
-}
+// "_" or "-", optionally followed by a "*" wildcard.
+func checkIface(s string, wildcard bool) error { return text.Iface(s, wildcard) }
 
-// checkText checks a comment or log prefix: printable ASCII without `"` or
-// `\`, at most max bytes. Such text is never escaped, so it can never break
-// out of a quoted string in any output.
-func checkText(s string, max int) error {
-	if len(s) > max {
-		return fmt.Errorf("is %d bytes long; at most %d are allowed", len(s), max)
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
-			return fmt.Errorf("has %s; only printable ASCII without \" or \\ is allowed", describeByte(c))
-		}
-	}
-	return nil
-}
+// checkText checks a comment: printable ASCII without `"` or `\`, at most
+// max bytes. Such text is never escaped, so it can never break out of a
+// quoted string in any output.
+func checkText(s string, max int) error { return text.Printable(s, max) }
 
 // checkLogPrefix checks a log prefix: text as checkText, and no `$`, which
 // nft 1.0.6 reads as the start of a variable inside a log prefix.
-func checkLogPrefix(s string) error {
-	if err := checkText(s, maxPrefixLen); err != nil {
-		return err
-	}
-	if strings.Contains(s, "$") {
-		return fmt.Errorf("has the character '$', which nft reads as a variable in a log prefix; leave it out")
-	}
-	return nil
-}
+func checkLogPrefix(s string) error { return text.LogPrefix(s) }
 
 // checkTestName checks a test name: free printable ASCII, at most 128 bytes.
-func checkTestName(s string) error {
-	if s == "" {
-		return errors.New("is empty; give the test a name")
-	}
-	if len(s) > maxTestNameLen {
-		return fmt.Errorf("is %d bytes long; at most %d are allowed", len(s), maxTestNameLen)
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e {
-			return fmt.Errorf("has %s; only printable ASCII is allowed", describeByte(c))
-		}
-	}
-	return nil
-}
+func checkTestName(s string) error { return text.TestName(s) }
 
 // parseAddr reads one IP address (no prefix, no zone).
 //

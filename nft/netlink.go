@@ -10,6 +10,7 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/hostwall/hostwall/compiler/ir"
+	"github.com/hostwall/hostwall/internal/text"
 	"go4.org/netipx"
 )
 
@@ -61,10 +62,10 @@ const (
 
 // Limits of the kernel and nft on strings.
 const (
-	maxComment  = 128 // nft refuses longer rule comments
-	maxUserdata = 256 // NFT_USERDATA_MAXLEN: the kernel refuses longer userdata
-	maxLogPref  = 127 // NF_LOG_PREFIXLEN - 1
-	maxNameLen  = 255 // NFT_NAME_MAXLEN - 1 (table, chain, set names)
+	maxComment  = text.MaxComment // nft refuses longer rule comments
+	maxUserdata = 256             // NFT_USERDATA_MAXLEN: the kernel refuses longer userdata
+	maxLogPref  = 127             // NF_LOG_PREFIXLEN - 1
+	maxNameLen  = 255             // NFT_NAME_MAXLEN - 1 (table, chain, set names)
 )
 
 // LowerError is a lowering failure: the IR asks for something netlink cannot
@@ -485,10 +486,8 @@ func checkText(what, s string, max int) error {
 	if len(s) > max {
 		return fmt.Errorf("%s is %d bytes, more than %d", what, len(s), max)
 	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e || s[i] == '"' || s[i] == '\\' {
-			return fmt.Errorf("%s contains %q: only printable ASCII without quotes or backslashes", what, s[i])
-		}
+	if i := text.BadTextByte(s); i >= 0 {
+		return fmt.Errorf("%s contains %q: only printable ASCII without quotes or backslashes", what, s[i])
 	}
 	return nil
 }
@@ -560,8 +559,8 @@ func (c *ruleCtx) iface(m ir.IfaceMatch) error {
 		if isWild && base == "" {
 			return fmt.Errorf("interface name %q: a wildcard needs a prefix", n)
 		}
-		if err := checkText("interface name", base, ifNameLen-1); err != nil {
-			return err
+		if err := text.Iface(n, true); err != nil {
+			return fmt.Errorf("interface name %q %v", n, err)
 		}
 		lo := ifnameBytes(base)
 		hi := slices.Clone(lo)
