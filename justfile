@@ -25,19 +25,9 @@ integration:
 golden:
     ./scripts/test.sh --update
 
-# Run each Fuzz* target for 30s (FUZZTIME=2m just fuzz for longer).
+# Run each Fuzz* target for 30s from its seed corpus (FUZZTIME=2m just fuzz for longer).
 fuzz:
-    #!/usr/bin/env bash
-    set -euo pipefail
-    found=0
-    for pkg in $(go list ./...); do
-        for target in $(go test -list 'Fuzz.*' "$pkg" | grep '^Fuzz' || true); do
-            found=1
-            echo "==> $pkg $target"
-            go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-30s}" "$pkg"
-        done
-    done
-    [ "$found" = 1 ] || echo "no Fuzz targets yet"
+    ./scripts/fuzz.sh
 
 # Benchmarks.
 bench:

@@ -24,6 +24,9 @@ type ApplyCmd struct {
 	DryRun bool     `help:"Compile and encode the transaction, print the ruleset, change nothing."`
 	Policy []string `arg:"" name:"POLICY" help:"Policy files or directories." type:"path"`
 
+	// InsecurePolicy skips the owner and mode checks of strict.go.
+	InsecurePolicy bool `help:"Apply even when a policy file or its directory is writable by group or others, or owned by another user (see SECURITY.md)."`
+
 	// kernel and addrs replace the system in tests; nil means netlink.
 	kernel nft.Kernel
 	addrs  func(netnsName string) ([]netip.Addr, error)
@@ -40,6 +43,11 @@ func (c *ApplyCmd) Run(env *Env) error {
 	pol, diags := model.Load(c.Policy...)
 	if err := diags.Err(); err != nil {
 		return err
+	}
+	if !c.InsecurePolicy && !c.DryRun {
+		if err := checkPolicyFiles(pol); err != nil {
+			return &policyError{err}
+		}
 	}
 	printWarnings(env, diags)
 	node := c.Node
