@@ -38,16 +38,6 @@ func Compile(p *model.Policy, opts Options) (*ir.Ruleset, model.Diags) {
 	if diags.HasErrors() {
 		return nil, diags
 	}
-	if len(p.NATs) > 0 || len(p.MSS) > 0 {
-		for _, n := range p.NATs {
-			diags.Errorf(n.Pos, "[[nat]] is not supported by this version of hostwall yet; remove it or compile with a version that has NAT")
-		}
-		for _, m := range p.MSS {
-			diags.Errorf(m.Pos, "[[mss]] is not supported by this version of hostwall yet; remove it or compile with a version that has MSS clamping")
-		}
-		diags.Sort()
-		return nil, diags
-	}
 	c := &compilation{
 		pol:  p,
 		node: node,
@@ -62,6 +52,11 @@ func Compile(p *model.Policy, opts Options) (*ir.Ruleset, model.Diags) {
 		c.filterChain(ChainForward, ir.HookForward, model.HookForward, p.Defaults.Forward),
 		c.filterChain(ChainOutput, ir.HookOutput, model.HookOut, p.Defaults.Output),
 	)
+	rs.Chains = append(rs.Chains, c.natChains(&diags)...)
+	if diags.HasErrors() {
+		diags.Sort()
+		return nil, diags
+	}
 	for _, name := range sortedKeys(c.sets) {
 		rs.Sets = append(rs.Sets, c.sets[name])
 	}

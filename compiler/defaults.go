@@ -87,6 +87,9 @@ func (c *compilation) defaultRules(hook model.Hook) []*ir.Rule {
 			Source:  src,
 		})
 	}
+	if r := c.dnatAccept(); r != nil && hook == model.HookForward {
+		rules = append(rules, r)
+	}
 	return rules
 }
 

@@ -432,6 +432,12 @@ func (u *universe) box(r *ir.Rule) (box, bool) {
 				return b, false
 			}
 			and(dimHop, point(uint32(m.Value)))
+		case ir.CtStatusMatch:
+			// The forward chain's `ct status dnat accept`: no rule of a
+			// policy can match on ct status, so every packet a policy
+			// rule decides is one without it, and the analyses are exact
+			// over those packets alone.
+			return b, false
 		}
 	}
 	for d := range numDims {

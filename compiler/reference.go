@@ -25,7 +25,20 @@ import (
 //   - a guard's zone is an input interface, which packets this host sends
 //     do not have: a guard with a zone never matches on the output hook;
 //   - the policy-level zone is the default of a forward rule's from_zone;
-//   - a zone without interfaces matches no packet.
+//   - a zone without interfaces matches no packet;
+//   - NAT: the first [[nat]] dnat (file order) whose keys hold rewrites the
+//     destination of in and forward packets after the guards (which see
+//     the original packet) and before the filter hook (which sees the new
+//     one); a forward packet so rewritten (or whose ct status says DNAT)
+//     is accepted right after the defaults when the policy has a dnat; an
+//     accepted out or forward packet gets the first snat or masquerade
+//     whose keys hold. Established and related packets are translated as
+//     their connection's first packet was (taken to be this one, in the
+//     original direction); invalid and untracked packets never are. A NAT
+//     rule only matches packets of its translation's family (a masquerade:
+//     the families its from names, or both);
+//   - MSS clamping applies to every accepted out or forward TCP packet in
+//     state new (a SYN) leaving through an [[mss]]'s zone.
 
 // RefBy says what kind of thing decided a packet in the reference.
 type RefBy uint8
@@ -39,6 +52,9 @@ const (
 	RefRule
 	// RefDefaultVerdict: no rule decided; the hook's default verdict.
 	RefDefaultVerdict
+	// RefDNATAccept: a forward packet that a dnat rewrote, accepted
+	// after the forward defaults (ct status dnat).
+	RefDNATAccept
 )
 
 // RefDecision is what the reference evaluation decided for a packet.
@@ -55,6 +71,12 @@ type RefDecision struct {
 	// "loopback", "established", "invalid", "icmp"; RefDefaultVerdict:
 	// "input", "forward", "output").
 	Key string
+	// DNAT is the [[nat]] dnat that rewrote the destination, nil for
+	// none; SNAT the snat or masquerade that rewrote the source of an
+	// accepted packet.
+	DNAT, SNAT *model.NAT
+	// MSS are the [[mss]] clamps that apply to the packet, in file order.
+	MSS []*model.MSS
 }
 
 // String describes the decision for humans: the action and what decided.
@@ -65,6 +87,8 @@ func (d RefDecision) String() string {
 		return fmt.Sprintf("%s by guard %q (%s)", act, d.Guard.Name, d.Guard.Pos)
 	case RefRule:
 		return fmt.Sprintf("%s by policy %q %s (%s)", act, d.Rule.Policy.Name, refHookName(d.Rule.Hook), d.Rule.Pos)
+	case RefDNATAccept:
+		return act + " by ct status dnat (a dnat rewrote the destination)"
 	}
 	return fmt.Sprintf("%s by defaults.%s", act, d.Key)
 }
@@ -81,7 +105,83 @@ func Reference(p *model.Policy, node *model.Node, pkt ir.Packet) RefDecision {
 	if d, ok := r.guards(); ok {
 		return d
 	}
-	return r.hook()
+	dnat := r.dnat()
+	if dnat != nil {
+		r.pkt.Dst = dnat.ToAddr
+		if dnat.ToPort != 0 && r.pkt.Proto.HasPorts() {
+			r.pkt.DPort = dnat.ToPort
+		}
+	}
+	d := r.hook(dnat)
+	d.DNAT = dnat
+	if d.Action == model.ActionAccept {
+		d.SNAT = r.snat()
+		d.MSS = r.mss()
+	}
+	return d
+}
+
+// translated reports whether NAT applies to the packet's state at all.
+func (r refEval) translated() bool {
+	return r.pkt.State&(ir.CtInvalid|ir.CtUntracked) == 0
+}
+
+// natFamilyOK: a snat or dnat matches packets of its target's family.
+func (r refEval) natFamilyOK(n *model.NAT) bool {
+	return n.Type == model.NATMasquerade || ir.FamilyOf(n.ToAddr) == r.pkt.Family()
+}
+
+// dnat is the first dnat whose keys hold for an in or forward packet.
+func (r refEval) dnat() *model.NAT {
+	if r.pkt.Direction == ir.DirOut || !r.translated() {
+		return nil
+	}
+	for _, n := range r.p.NATs {
+		if n.Type != model.NATDNAT || !r.natFamilyOK(n) {
+			continue
+		}
+		if n.FromZone != "" && !r.inZone(n.FromZone, r.pkt.IIF) {
+			continue
+		}
+		if r.addrOK(n.From, r.pkt.Src) && r.servicesOK(n.Services) {
+			return n
+		}
+	}
+	return nil
+}
+
+// snat is the first snat or masquerade whose keys hold for an out or
+// forward packet.
+func (r refEval) snat() *model.NAT {
+	if r.pkt.Direction == ir.DirIn || !r.translated() {
+		return nil
+	}
+	for _, n := range r.p.NATs {
+		if n.Type == model.NATDNAT || !r.natFamilyOK(n) {
+			continue
+		}
+		if n.ToZone != "" && !r.inZone(n.ToZone, r.pkt.OIF) {
+			continue
+		}
+		if r.addrOK(n.From, r.pkt.Src) {
+			return n
+		}
+	}
+	return nil
+}
+
+// mss lists the clamps for an out or forward TCP SYN.
+func (r refEval) mss() []*model.MSS {
+	if r.pkt.Direction == ir.DirIn || r.pkt.Proto != ir.ProtoTCP || r.pkt.State != ir.CtNew {
+		return nil
+	}
+	var out []*model.MSS
+	for _, m := range r.p.MSS {
+		if m.Zone == "" || r.inZone(m.Zone, r.pkt.OIF) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 type refEval struct {
@@ -117,8 +217,8 @@ func (r refEval) guards() (RefDecision, bool) {
 }
 
 // hook runs the defaults, the rules and the default verdict of the
-// packet's hook.
-func (r refEval) hook() RefDecision {
+// packet's hook; dnat is the dnat that rewrote the packet, or nil.
+func (r refEval) hook(dnat *model.NAT) RefDecision {
 	d := r.p.Defaults
 	pkt := r.pkt
 	accept := func(key string) RefDecision {
@@ -135,6 +235,13 @@ func (r refEval) hook() RefDecision {
 	}
 	if r.icmpAccepted() {
 		return accept("icmp")
+	}
+	if pkt.Direction == ir.DirForward && (dnat != nil || pkt.CtStatus&ir.CtStatusDNAT != 0) {
+		for _, n := range r.p.NATs {
+			if n.Type == model.NATDNAT { // the policy has a dnat
+				return RefDecision{Action: model.ActionAccept, By: RefDNATAccept}
+			}
+		}
 	}
 	hook, key, def := model.HookIn, "input", d.Input
 	switch pkt.Direction {

@@ -69,6 +69,54 @@ func agree(ref RefDecision, res ir.Result, pkt ir.Packet) string {
 		if res.Rule != nil && !strings.HasPrefix(src.What, "defaults."+ref.Key) {
 			return fmt.Sprintf("decided by %s %q, want the default verdict (defaults.%s)", srcPos(src), src.What, ref.Key)
 		}
+	case RefDNATAccept:
+		if res.Rule == nil || !strings.HasPrefix(src.What, DNATAcceptWhat) {
+			return fmt.Sprintf("decided by %s %q, want ct status dnat accept", srcPos(src), src.What)
+		}
+	}
+	return agreeNAT(ref, res)
+}
+
+// agreeNAT compares the translations and MSS clamps; "" when they agree.
+func agreeNAT(ref RefDecision, res ir.Result) string {
+	sameNAT := func(kind string, n *model.NAT, t *ir.Translation) string {
+		switch {
+		case n == nil && t == nil:
+			return ""
+		case n == nil:
+			return fmt.Sprintf("%s by %s %q, want none", kind, srcPos(t.Rule.Source), t.Rule.Source.What)
+		case t == nil:
+			return fmt.Sprintf("no %s, want the one at %s", kind, n.Pos)
+		}
+		s := t.Rule.Source
+		if s.File != n.Pos.File || s.Line != n.Pos.Line || s.Col != n.Pos.Col {
+			return fmt.Sprintf("%s by %s %q, want the one at %s", kind, srcPos(s), s.What, n.Pos)
+		}
+		if t.Masquerade != (n.Type == model.NATMasquerade) || (!t.Masquerade && (t.Addr != n.ToAddr || t.Port != n.ToPort)) {
+			return fmt.Sprintf("%s to %v:%d (masquerade %v), want %v:%d", kind, t.Addr, t.Port, t.Masquerade, n.ToAddr, n.ToPort)
+		}
+		return ""
+	}
+	if msg := sameNAT("dnat", ref.DNAT, res.DNAT); msg != "" {
+		return msg
+	}
+	if _, accepted := res.Verdict.(ir.Accept); accepted {
+		if msg := sameNAT("snat", ref.SNAT, res.SNAT); msg != "" {
+			return msg
+		}
+	}
+	var clamps []string
+	for _, s := range res.Trace {
+		if _, ok := s.Verdict.(ir.ClampMSS); ok && s.Kind == ir.StepRule {
+			clamps = append(clamps, srcPos(s.Rule.Source))
+		}
+	}
+	var want []string
+	for _, m := range ref.MSS {
+		want = append(want, m.Pos.String())
+	}
+	if !slices.Equal(clamps, want) {
+		return fmt.Sprintf("mss clamps %v, want %v", clamps, want)
 	}
 	return ""
 }
@@ -143,6 +191,16 @@ func newSampler(r *rand.Rand, p *model.Policy) *sampler {
 	for _, g := range p.Guards {
 		specs(g.Services)
 		walkAddr(g.From)
+	}
+	for _, n := range p.NATs {
+		specs(n.Services)
+		walkAddr(n.From)
+		if n.ToAddr.IsValid() {
+			addRange(netipx.IPRangeFrom(n.ToAddr, n.ToAddr))
+		}
+		if n.ToPort != 0 {
+			s.ports = append(s.ports, n.ToPort)
+		}
 	}
 	for _, z := range p.Zones {
 		for _, i := range z.Interfaces {
@@ -271,6 +329,15 @@ func differential(t *testing.T, name string, text string, p *model.Policy, r *ra
 			res := ir.Eval(rs, pkt)
 			count++
 			seen[fmt.Sprintf("%d/%d", ref.By, ref.Action)]++
+			if ref.DNAT != nil {
+				seen["dnat"]++
+			}
+			if ref.SNAT != nil {
+				seen[natTypeName(ref.SNAT.Type)]++
+			}
+			if len(ref.MSS) > 0 {
+				seen["mss"]++
+			}
 			if msg := agree(ref, res, pkt); msg != "" {
 				bad++
 				if bad <= 3 {
@@ -384,6 +451,11 @@ func TestDifferentialRandom(t *testing.T) {
 			if seen[fmt.Sprintf("%d/%d", by, a)] == 0 {
 				t.Errorf("no packet was decided by kind %d with action %d", by, a)
 			}
+		}
+	}
+	for _, k := range []string{fmt.Sprintf("%d/%d", RefDNATAccept, model.ActionAccept), "dnat", "snat", "masquerade", "mss"} {
+		if seen[k] == 0 {
+			t.Errorf("no packet was translated or decided by %s", k)
 		}
 	}
 }
@@ -680,6 +752,60 @@ func genPolicy(r *rand.Rand) string {
 		}
 		if chance(6) {
 			w("counter = false\n")
+		}
+	}
+
+	// NAT and MSS clamping. Targets are outside the nodes' addresses (a
+	// dnat to the node itself is an error); a snat's or dnat's from is a
+	// literal of the target's family.
+	if len(zones) > 0 {
+		for range r.IntN(4) {
+			v6 := chance(3)
+			target, from := fmt.Sprintf("198.19.%d.%d", r.IntN(4), 1+r.IntN(9)), fmt.Sprintf("198.18.%d.0/24", r.IntN(4))
+			if v6 {
+				target, from = fmt.Sprintf("fd00:99::%x", 1+r.IntN(9)), fmt.Sprintf("fd00:%x::/64", r.IntN(4))
+			}
+			switch r.IntN(3) {
+			case 0:
+				w("\n[[nat]]\ntype = \"masquerade\"\nto_zone = %q\n", pick(zones...))
+				if chance(2) {
+					w("from = %s\n", addr())
+				}
+			case 1:
+				w("\n[[nat]]\ntype = \"snat\"\nto_zone = %q\nto = %q\n", pick(zones...), target)
+				if chance(2) {
+					w("from = %q\n", from)
+				}
+			default:
+				w("\n[[nat]]\ntype = \"dnat\"\n")
+				if chance(4) != true {
+					w("from_zone = %q\n", pick(zones...))
+				}
+				if chance(3) {
+					w("from = %q\n", from)
+				}
+				if chance(3) {
+					w("to = %q\n", target)
+					if chance(2) {
+						w("service = %s\n", service())
+					}
+				} else {
+					w("service = %q\n", pick("tcp/8443", "udp/5000-5010", "tcp/22"))
+					if v6 {
+						w("to = \"[%s]:%d\"\n", target, 443)
+					} else {
+						w("to = \"%s:%d\"\n", target, 443)
+					}
+				}
+			}
+		}
+		for range r.IntN(3) {
+			w("\n[[mss]]\nzone = %q\nsize = ", pick(zones...))
+			if chance(2) {
+				w("\"pmtu\"\n")
+			} else {
+				w("%d\n", 1200+r.IntN(200))
+			}
 		}
 	}
 	return b.String()
