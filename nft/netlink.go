@@ -449,8 +449,12 @@ func (l *lowerer) rule(ch *nftables.Chain, index int, r *ir.Rule) (*BatchRule, e
 		}
 		c.add(lg)
 	}
-	if err := c.verdict(r.Verdict); err != nil {
+	if gw, err := c.lowerGateway(r); err != nil {
 		return nil, err
+	} else if !gw {
+		if err := c.verdict(r.Verdict); err != nil {
+			return nil, err
+		}
 	}
 	ud, err := ruleUserdata(r)
 	if err != nil {
@@ -533,6 +537,10 @@ func (c *ruleCtx) match(m ir.Match) error {
 	case ir.FibLocalMatch:
 		c.add(&expr.Fib{Register: reg1, FlagDADDR: true, ResultADDRTYPE: true},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: fibTypeBytes(rtnLocal)})
+	case ir.CtStatusMatch:
+		return c.lowerCtStatus(m)
+	case ir.TCPFlagsMatch:
+		return c.lowerTCPFlags(m)
 	case ir.HopLimitMatch:
 		c.needFamily(ir.FamilyIPv6)
 		c.add(&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: ip6HopLimOff, Len: hopLimitLen},

@@ -377,6 +377,10 @@ func implied(x any) (ir.Family, bool) {
 		return ir.FamilyIPv6, true
 	case ir.Reject:
 		return m.With.Family(), false
+	case ir.SNAT:
+		return m.Family, false
+	case ir.DNAT:
+		return m.Family, false
 	}
 	return ir.FamilyAny, false
 }
@@ -409,6 +413,17 @@ func ruleFamily(r *ir.Rule) (ir.Family, error) {
 	if rej, ok := r.Verdict.(ir.Reject); ok {
 		if err := check(rej); err != nil {
 			return 0, fmt.Errorf("reject %s: %w", rejectWords[rej.With], err)
+		}
+	}
+	switch v := r.Verdict.(type) {
+	case ir.SNAT, ir.DNAT:
+		// nft's nat statement ignores packets of the other family and the
+		// next rule runs: the rule must name the family itself.
+		if err := check(v); err != nil {
+			return 0, fmt.Errorf("nat: %w", err)
+		}
+		if fam == ir.FamilyAny || !hasFamily(r, fam) {
+			return 0, errors.New("nat: a snat or dnat rule must match its family (a family or address match)")
 		}
 	}
 	return shown, nil
@@ -510,6 +525,10 @@ func (p *printer) match(m ir.Match, fam ir.Family) (string, error) {
 		return "fib daddr type local", nil
 	case ir.HopLimitMatch:
 		return "ip6 hoplimit " + strconv.Itoa(int(m.Value)), nil
+	case ir.CtStatusMatch:
+		return ctStatusText(m)
+	case ir.TCPFlagsMatch:
+		return tcpFlagsMatchText(m)
 	case nil:
 		return "", errors.New("nil match")
 	}
@@ -643,6 +662,9 @@ func (p *printer) verdict(r *ir.Rule) (string, error) {
 			}
 		}
 		return "reject with " + w, nil
+	case ir.SNAT, ir.DNAT, ir.Masquerade, ir.ClampMSS:
+		s, _, err := gatewayVerdict(r)
+		return s, err
 	case ir.Jump:
 		if v.Chain == nil {
 			return "", errors.New("jump: no chain")

@@ -280,6 +280,7 @@ func goldenCases(t testing.TB) map[string]*ir.Ruleset {
 		"jump":       jumpRuleset(t),
 		"bigset":     bigSetRuleset(30),
 		"empty":      {Table: "hostwall"},
+		"nat":        natRuleset(t),
 	}
 }
 

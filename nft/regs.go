@@ -258,3 +258,25 @@ func hostByteOrderUserdata(data []byte) error {
 	}
 	return errors.New("set message without userdata")
 }
+
+// Gateway features (nat.go): the second register NAT statements read the
+// port from, the TCP flags byte, the MSS option and ct status.
+const (
+	reg2         = 2  // NFT_REG_2: the port of a dnat (nft 1.0.6 uses it there)
+	tcpFlagsOff  = 13 // transport header: the flags byte of TCP
+	tcpFlagsLen  = 1
+	tcpOptMaxseg = 2 // TCPOPT_MAXSEG, the MSS option
+	mssOff       = 2 // the MSS value within the option (after kind and length)
+	mssLen       = 2
+	ctStatusLen  = 4
+)
+
+// ctStatusBytes encodes ct status bits: 4 bytes, host byte order.
+func ctStatusBytes(s uint32) []byte {
+	return binary.NativeEndian.AppendUint32(nil, s)
+}
+
+// mssBytes encodes an MSS as the option carries it: 2 bytes, big-endian.
+func mssBytes(size uint16) []byte {
+	return binary.BigEndian.AppendUint16(nil, size)
+}
