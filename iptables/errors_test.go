@@ -42,8 +42,8 @@ func TestExportErrors(t *testing.T) {
 			[]string{`policy.toml:3:3: r: interface "eth+": byte '+' cannot be written for iptables`}},
 		{"limit too fast", input(&ir.Rule{Limit: &ir.Limit{Rate: 20000, Unit: ir.PerSecond}, Verdict: ir.Accept{}, Source: src(3, "r")}), Options{},
 			[]string{`policy.toml:3:3: r: limit 20000/second: iptables accepts 1/day up to 10000/second`}},
-		{"nat chain", &ir.Ruleset{Chains: []*ir.Chain{{Name: "nat_prerouting", Base: &ir.Base{Type: ir.TypeNAT, Hook: ir.HookPrerouting, Priority: -100, Policy: ir.Accept{}}}}}, Options{},
-			[]string{`chain "nat_prerouting": iptables export supports only filter chains`}},
+		{"nat chain on output", &ir.Ruleset{Chains: []*ir.Chain{{Name: "nat_output", Base: &ir.Base{Type: ir.TypeNAT, Hook: ir.HookOutput, Priority: -100, Policy: ir.Accept{}}}}}, Options{},
+			[]string{`chain "nat_output": a nat chain on hook 3 has no iptables equivalent here (only prerouting and postrouting)`}},
 		{"accept in a chain below a guard with noflush", &ir.Ruleset{Chains: []*ir.Chain{
 			base("guard_prerouting", ir.HookPrerouting, -110, ir.Accept{}, &ir.Rule{Verdict: ir.Jump{Chain: sub}, Source: src(2, "g")}), sub}},
 			Options{NoFlush: true},

@@ -12,6 +12,11 @@
 //     dstnat, priority < -100) become HOSTWALL-GUARD-PRE and
 //     HOSTWALL-GUARD-OUT in table mangle (after conntrack, before nat),
 //     jumped to from PREROUTING and OUTPUT;
+//   - nat chains on prerouting and postrouting become HOSTWALL-NAT-PRE and
+//     HOSTWALL-NAT-POST in table nat (DNAT, SNAT, MASQUERADE), and the MSS
+//     clamping chain (a filter chain on postrouting before srcnat) becomes
+//     HOSTWALL-MSS in table mangle (TCPMSS), jumped to from PREROUTING and
+//     POSTROUTING;
 //   - regular chains become HOSTWALL-<NAME> user chains in every table that
 //     jumps to them;
 //   - a rule that needs more than one iptables rule (several interfaces,
@@ -211,7 +216,7 @@ type exporter struct {
 	fam  ir.Family
 	errs ErrorList
 
-	mangle, filter *table
+	mangle, nat, filter *table
 	// names are the iptables names of the IR chains.
 	names map[*ir.Chain]string
 	// sets are the ipset names of the IR sets used by the file, and
@@ -228,6 +233,7 @@ func newExporter(rs *ir.Ruleset, opts Options) *exporter {
 	return &exporter{
 		rs: rs, opts: opts, fam: opts.Family,
 		mangle:   newTable("mangle", "PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+		nat:      newTable("nat", "PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
 		filter:   newTable("filter", "INPUT", "FORWARD", "OUTPUT"),
 		names:    map[*ir.Chain]string{},
 		sets:     map[*ir.Set]string{},
@@ -245,11 +251,23 @@ func chainSource(c *ir.Chain) ir.Source { return ir.Source{What: fmt.Sprintf("ch
 // place decides where a base chain goes, or reports why it cannot.
 func (x *exporter) place(c *ir.Chain) (placement, bool) {
 	b := c.Base
+	if b.Type == ir.TypeNAT {
+		switch b.Hook {
+		case ir.HookPrerouting:
+			return placement{x.nat, "PREROUTING", "HOSTWALL-NAT-PRE", false}, true
+		case ir.HookPostrouting:
+			return placement{x.nat, "POSTROUTING", "HOSTWALL-NAT-POST", false}, true
+		}
+		x.errorf(chainSource(c), "a nat chain on hook %d has no iptables equivalent here (only prerouting and postrouting)", b.Hook)
+		return placement{}, false
+	}
 	if b.Type != ir.TypeFilter {
-		x.errorf(chainSource(c), "iptables export supports only filter chains; this chain has type nat")
+		x.errorf(chainSource(c), "iptables export supports only filter and nat chains; this chain has type %d", b.Type)
 		return placement{}, false
 	}
 	switch {
+	case b.Hook == ir.HookPostrouting && b.Priority < ir.PrioritySrcNAT:
+		return placement{x.mangle, "POSTROUTING", "HOSTWALL-MSS", false}, true
 	case b.Hook == ir.HookInput:
 		return placement{x.filter, "INPUT", "HOSTWALL-INPUT", false}, true
 	case b.Hook == ir.HookForward:
@@ -334,7 +352,7 @@ func (x *exporter) run() {
 		return
 	}
 	// Guards first: the filter chains reject what they marked.
-	for _, t := range []*table{x.mangle, x.filter} {
+	for _, t := range []*table{x.mangle, x.nat, x.filter} {
 		var tb []baseChain
 		for _, b := range bases {
 			if b.p.table == t {
@@ -478,17 +496,20 @@ func (x *exporter) write(b *bytes.Buffer) {
 		b.WriteString("# Only hostwall's chains are declared (and flushed). Jump to them once from the\n")
 		b.WriteString("# built-in chains (see `hostwall export --help`):\n")
 		cmd := strings.TrimSuffix(tool, "-restore")
-		for _, t := range []*table{x.mangle, x.filter} {
+		for _, t := range []*table{x.mangle, x.nat, x.filter} {
 			for _, j := range t.jumps {
 				fmt.Fprintf(b, "#   %s -t %s -C %s -j %s 2>/dev/null || %s -t %s -I %s 1 -j %s\n",
 					cmd, t.name, j.From, j.To, cmd, t.name, j.From, j.To)
 			}
 		}
 	}
-	for _, t := range []*table{x.mangle, x.filter} {
+	for _, t := range []*table{x.mangle, x.nat, x.filter} {
 		// Full mode writes every table hostwall may use, so loading a
-		// policy without guards also flushes an earlier export's guards.
-		if !t.used && x.opts.NoFlush {
+		// policy without guards also flushes an earlier export's guards;
+		// except nat, written only when the policy has NAT: an empty *nat
+		// would flush Docker's and kube-proxy's DNAT rules on hosts whose
+		// policy never asked for NAT.
+		if !t.used && (x.opts.NoFlush || t == x.nat) {
 			continue
 		}
 		fmt.Fprintf(b, "*%s\n", t.name)

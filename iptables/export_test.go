@@ -189,6 +189,8 @@ var goldenCases = []struct {
 	{"guards-ipset", guardRuleset, Options{IPSet: &bytes.Buffer{}, GuardReject: GuardRejectMark}},
 	{"split", splitRuleset, Options{}},
 	{"split-noflush", splitRuleset, Options{NoFlush: true}},
+	{"nat", natRuleset, Options{}},
+	{"nat-noflush", natRuleset, Options{NoFlush: true}},
 }
 
 // families are the two files of every case, with their golden suffixes.

@@ -73,6 +73,9 @@ func (x *exporter) inFamily(r *ir.Rule) bool {
 			return false
 		}
 	}
+	if f := natFamily(r.Verdict); f != ir.FamilyAny && f != x.fam {
+		return false
+	}
 	return true
 }
 
@@ -324,6 +327,13 @@ func (x *exporter) target(ctx *chainCtx, r *ir.Rule) *target {
 		}
 		x.errorf(r.Source, `reject is not possible in a guard: iptables allows REJECT only in the filter table and guards run in mangle PREROUTING/OUTPUT; use action = "drop", or export with --guard-reject=mark (exact) or --guard-reject=drop`)
 		return nil
+	case ir.SNAT, ir.DNAT, ir.Masquerade, ir.ClampMSS:
+		args, err := gatewayTarget(r)
+		if err != nil {
+			x.errorf(r.Source, "%v", err)
+			return nil
+		}
+		return one(args...)
 	case ir.Jump:
 		return one("-j", x.names[v.Chain])
 	case ir.Return:
@@ -503,6 +513,21 @@ func (x *exporter) lowerMatches(r *ir.Rule) lowered {
 			rest = append(rest, []alt{{"-m", "addrtype", "--dst-type", "LOCAL"}})
 		case ir.HopLimitMatch:
 			rest = append(rest, []alt{{"-m", "hl", "--hl-eq", strconv.Itoa(int(m.Value))}})
+		case ir.CtStatusMatch:
+			a, err := ctStatusArgs(m)
+			if err != nil {
+				x.errorf(r.Source, "%v", err)
+				continue
+			}
+			rest = append(rest, []alt{a})
+		case ir.TCPFlagsMatch:
+			a, err := tcpFlagsArgs(m)
+			if err != nil {
+				x.errorf(r.Source, "%v", err)
+				continue
+			}
+			protoMs = append(protoMs, ir.ProtoMatch{Protos: []ir.Proto{ir.ProtoTCP}})
+			rest = append(rest, []alt{a})
 		default:
 			x.errorf(r.Source, "match %T has no iptables equivalent", m)
 		}
