@@ -1,0 +1,107 @@
+package nft
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestStateConfirmAndTake(t *testing.T) {
+	snap := &Snapshot{Table: "hostwall", Exists: true, TableMsg: []byte{1, 0, 0, 0}}
+	cand := &LastGood{PolicyHash: "abc", Snapshot: &Snapshot{Table: "hostwall", Exists: true}}
+	for _, tc := range []struct {
+		name string
+		act  func(s State) error
+		// after: whether pending and last-good exist afterwards
+		pending, lastGood bool
+	}{
+		{"confirm promotes the candidate", func(s State) error { _, err := s.Confirm("a1"); return err }, false, true},
+		{"confirm of any pending", func(s State) error { _, err := s.Confirm(""); return err }, false, true},
+		{"confirm of another id", func(s State) error {
+			_, err := s.Confirm("zz")
+			if !errors.Is(err, ErrNoState) {
+				return errors.New("want ErrNoState")
+			}
+			return nil
+		}, true, false},
+		{"take for rollback", func(s State) error {
+			p, err := s.TakePending("a1")
+			if err == nil && p.Previous.Compare(snap) != "" {
+				return errors.New("previous table changed on the way")
+			}
+			return err
+		}, false, false},
+		{"confirm after take is too late", func(s State) error {
+			if _, err := s.TakePending("a1"); err != nil {
+				return err
+			}
+			if _, err := s.Confirm("a1"); !errors.Is(err, ErrNoState) {
+				return errors.New("want ErrNoState")
+			}
+			return nil
+		}, false, false},
+		{"deadline moves only while pending", func(s State) error {
+			ok, err := s.UpdateDeadline("a1", time.Unix(100, 0))
+			if err != nil || !ok {
+				return errors.New("update of the pending apply failed")
+			}
+			p, _ := s.Pending()
+			if !p.Deadline.Equal(time.Unix(100, 0)) {
+				return errors.New("deadline not moved")
+			}
+			if ok, _ := s.UpdateDeadline("other", time.Now()); ok {
+				return errors.New("moved another apply's deadline")
+			}
+			return nil
+		}, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := State{Dir: filepath.Join(t.TempDir(), "state")}
+			if _, err := s.Pending(); !errors.Is(err, ErrNoState) {
+				t.Fatalf("empty state: Pending: %v", err)
+			}
+			if err := s.WritePending(&Pending{ID: "a1", Deadline: time.Now(), Previous: snap, Candidate: cand}); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.act(s); err != nil {
+				t.Fatal(err)
+			}
+			_, err := s.Pending()
+			if got := err == nil; got != tc.pending {
+				t.Errorf("pending afterwards: %v (%v), want %v", got, err, tc.pending)
+			}
+			lg, err := s.LastGood()
+			if got := err == nil; got != tc.lastGood {
+				t.Errorf("last good afterwards: %v (%v), want %v", got, err, tc.lastGood)
+			}
+			if lg != nil && lg.PolicyHash != "abc" {
+				t.Errorf("last good hash %q", lg.PolicyHash)
+			}
+			// Nothing but the state files: no temporary files left over.
+			ents, _ := os.ReadDir(s.Dir)
+			for _, e := range ents {
+				if e.Name()[0] == '.' {
+					t.Errorf("left over: %s", e.Name())
+				}
+			}
+		})
+	}
+}
+
+func TestStateDamaged(t *testing.T) {
+	s := State{Dir: t.TempDir()}
+	if err := os.WriteFile(filepath.Join(s.Dir, lastGoodFile), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LastGood(); err == nil || errors.Is(err, ErrNoState) {
+		t.Errorf("damaged last good: got %v, want a damage error", err)
+	}
+	if err := os.WriteFile(filepath.Join(s.Dir, lastGoodFile), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LastGood(); err == nil {
+		t.Error("last good without a table: no error")
+	}
+}
