@@ -144,7 +144,7 @@ func (l *loader) msses(top *tbl) {
 
 func (l *loader) tests(top *tbl) {
 	for _, t := range top.tableList("test", "[[test]]") {
-		t.checkKeys("name", "node", "direction", "iif", "oif", "proto", "src", "dst", "sport", "dport", "type", "state", "expect")
+		t.checkKeys("name", "node", "direction", "iif", "oif", "proto", "src", "dst", "sport", "dport", "type", "state", "expect", "expect_dnat", "expect_snat")
 		x := &Test{Pos: t.header(), Keys: t.keys(), State: ir.CtNew}
 		if t.require("name", `name = "ssh from admins is accepted"`) {
 			if s, ok := t.str("name"); ok {
@@ -249,6 +249,8 @@ func (l *loader) tests(top *tbl) {
 				x.Expect = Action(i)
 			}
 		}
+		x.ExpectDNAT = l.natExpect(t, x, "expect_dnat")
+		x.ExpectSNAT = l.natExpect(t, x, "expect_snat")
 		l.p.Tests = append(l.p.Tests, x)
 	}
 }
@@ -305,4 +307,47 @@ func (l *loader) testAddr(t *tbl, k string) netip.Addr {
 		return netip.Addr{}
 	}
 	return a
+}
+
+// natExpect reads a test's expect_dnat or expect_snat: "none", an address
+// (expect_dnat: with an optional port), or "masquerade" (expect_snat). The
+// translated address must be of the packet's family, and the direction one
+// the translation can happen on.
+func (l *loader) natExpect(t *tbl, x *Test, key string) *NATExpect {
+	s, ok := t.str(key)
+	if !ok {
+		return nil
+	}
+	e := &NATExpect{Text: s, Pos: t.valPos(key)}
+	dnat := key == "expect_dnat"
+	switch {
+	case s == "none":
+		e.None = true
+	case s == "masquerade" && !dnat:
+		e.Masquerade = true
+	case dnat:
+		a, port, err := parseDNATTarget(s)
+		if err != nil {
+			l.errf(e.Pos, "expect_dnat: %v; or \"none\"", err)
+			return nil
+		}
+		e.Addr, e.Port = a, port
+	default:
+		a, err := parseAddr(s)
+		if err != nil {
+			l.errf(e.Pos, "expect_snat %q: write the new source address, \"masquerade\" or \"none\"", s)
+			return nil
+		}
+		e.Addr = a
+	}
+	if e.Addr.IsValid() && x.Src.IsValid() && e.Addr.Is4() != x.Src.Is4() {
+		l.errf(e.Pos, "%s %s is not of the packet's family (src %s); NAT keeps the family", key, e.Addr, x.Src)
+	}
+	if dnat && x.Direction == HookOut {
+		l.errf(t.keyPos(key), "expect_dnat does not apply to direction \"out\"; hostwall's dnat rewrites packets arriving (in, forward)")
+	}
+	if !dnat && x.Direction == HookIn {
+		l.errf(t.keyPos(key), "expect_snat does not apply to direction \"in\"; snat and masquerade rewrite packets leaving (out, forward)")
+	}
+	return e
 }

@@ -311,6 +311,22 @@ type Test struct {
 	ICMPType  *ir.ICMPType // icmp/icmpv6: default echo-request
 	State     ir.CtState   // default new
 	Expect    Action
-	Pos       Pos
-	Keys      KeyPos
+	// ExpectDNAT and ExpectSNAT, when set, are what the test expects of
+	// address translation (expect_dnat, expect_snat; an addition to
+	// policy-format.md).
+	ExpectDNAT, ExpectSNAT *NATExpect
+	Pos                    Pos
+	Keys                   KeyPos
+}
+
+// NATExpect is a test's expect_dnat or expect_snat: "none" (no
+// translation), "masquerade" (expect_snat only), or the new address with an
+// optional port (expect_dnat only).
+type NATExpect struct {
+	None       bool
+	Masquerade bool
+	Addr       netip.Addr // valid unless None or Masquerade
+	Port       uint16     // 0: the port is not checked
+	Text       string     // as written
+	Pos        Pos
 }
