@@ -22,14 +22,19 @@ const (
 
 // CLI is hostwall's command line; each command is a struct with Run.
 type CLI struct {
-	Compile CompileCmd `cmd:"" help:"Print the compiled ruleset (dry run)."`
-	Apply   ApplyCmd   `cmd:"" help:"Compile and replace hostwall's table in one netlink transaction."`
-	Flush   FlushCmd   `cmd:"" help:"Delete hostwall's table (and nothing else)."`
-	Status  StatusCmd  `cmd:"" help:"Show the loaded table with per-rule counters."`
-	Test    TestCmd    `cmd:"" help:"Run the policy's [[test]]s against the compiled ruleset."`
-	Explain ExplainCmd `cmd:"" help:"Show which rule decides a packet, and where it was written."`
-	Export  ExportCmd  `cmd:"" help:"Write the policy as iptables-restore files (rules.v4, rules.v6)."`
-	Lint    LintCmd    `cmd:"" help:"Check policies for errors and likely mistakes (for CI)."`
+	Compile  CompileCmd  `cmd:"" help:"Print the compiled ruleset (dry run)."`
+	Apply    ApplyCmd    `cmd:"" help:"Compile and replace hostwall's table in one netlink transaction."`
+	Flush    FlushCmd    `cmd:"" help:"Delete hostwall's table (and nothing else)."`
+	Status   StatusCmd   `cmd:"" help:"Show the loaded table with per-rule counters."`
+	Test     TestCmd     `cmd:"" help:"Run the policy's [[test]]s against the compiled ruleset."`
+	Explain  ExplainCmd  `cmd:"" help:"Show which rule decides a packet, and where it was written."`
+	Export   ExportCmd   `cmd:"" help:"Write the policy as iptables-restore files (rules.v4, rules.v6)."`
+	Lint     LintCmd     `cmd:"" help:"Check policies for errors and likely mistakes (for CI)."`
+	Diff     DiffCmd     `cmd:"" help:"Show what apply would change in the kernel (exit 1 on drift)."`
+	Confirm  ConfirmCmd  `cmd:"" help:"Keep the table of a pending 'apply --confirm'."`
+	Rollback RollbackCmd `cmd:"" help:"Undo a pending 'apply --confirm' now, or re-apply the last known good table."`
+
+	RollbackTimer RollbackTimerCmd `cmd:"" hidden:"" help:"The detached helper of 'apply --confirm' (internal)."`
 }
 
 // Env is what commands write to; bound into kong so tests can capture it.

@@ -35,5 +35,20 @@ func (c *StatusCmd) Run(env *Env) error {
 	if c.Format == "json" {
 		return nft.WriteStatusJSON(env.Stdout, t)
 	}
-	return nft.WriteStatusText(env.Stdout, t)
+	if err := nft.WriteStatusText(env.Stdout, t); err != nil {
+		return err
+	}
+	// Other tables' base chains see the same packets: list them, and warn
+	// where one drops what hostwall accepts.
+	fl, ok := k.(interface {
+		ForeignChains(ctx context.Context, table string) ([]nft.ForeignChain, error)
+	})
+	if !ok {
+		return nil
+	}
+	foreign, err := fl.ForeignChains(context.Background(), c.Table)
+	if err != nil {
+		return &systemError{fmt.Errorf("status: %w", err)}
+	}
+	return nft.WriteForeignText(env.Stdout, foreign, nft.ForeignWarnings(t, foreign))
 }
