@@ -202,9 +202,9 @@ func (s State) WritePending(p *Pending) error {
 	return s.writeJSON(pendingFile, p)
 }
 
-// UpdateDeadline moves the deadline of the pending apply id; false when
-// it is no longer pending.
-func (s State) UpdateDeadline(id string, deadline time.Time) (bool, error) {
+// UpdatePending changes the pending apply id with f; false when it is no
+// longer pending.
+func (s State) UpdatePending(id string, f func(*Pending)) (bool, error) {
 	unlock, err := s.lock()
 	if err != nil {
 		return false, err
@@ -220,7 +220,7 @@ func (s State) UpdateDeadline(id string, deadline time.Time) (bool, error) {
 	if p.ID != id {
 		return false, nil
 	}
-	p.Deadline = deadline
+	f(&p)
 	return true, s.writeJSON(pendingFile, &p)
 }
 

@@ -43,7 +43,7 @@ func TestStateConfirmAndTake(t *testing.T) {
 			return nil
 		}, false, false},
 		{"deadline moves only while pending", func(s State) error {
-			ok, err := s.UpdateDeadline("a1", time.Unix(100, 0))
+			ok, err := s.UpdatePending("a1", func(p *Pending) { p.Deadline = time.Unix(100, 0) })
 			if err != nil || !ok {
 				return errors.New("update of the pending apply failed")
 			}
@@ -51,7 +51,7 @@ func TestStateConfirmAndTake(t *testing.T) {
 			if !p.Deadline.Equal(time.Unix(100, 0)) {
 				return errors.New("deadline not moved")
 			}
-			if ok, _ := s.UpdateDeadline("other", time.Now()); ok {
+			if ok, _ := s.UpdatePending("other", func(p *Pending) { p.Deadline = time.Now() }); ok {
 				return errors.New("moved another apply's deadline")
 			}
 			return nil
