@@ -99,6 +99,10 @@ func explain(w io.Writer, pol *model.Policy, node string, pkt ir.Packet, res ir.
 				}
 			case ir.Return:
 				fmt.Fprintf(w, "%s    return\n", ind)
+			case ir.ClampMSS:
+				fmt.Fprintf(w, "%s    mss clamped (a SYN's MSS is lowered, never raised); the next rule follows\n", ind)
+			case ir.SNAT, ir.DNAT, ir.Masquerade:
+				fmt.Fprintf(w, "%s    translated: this nat chain ends, later chains see the new address\n", ind)
 			case ir.Accept:
 				if !deciding && s.Chain.Base != nil {
 					fmt.Fprintf(w, "%s    accept: this base chain ends, later chains still see the packet\n", ind)
@@ -131,6 +135,16 @@ func explain(w io.Writer, pol *model.Policy, node string, pkt ir.Packet, res ir.
 		by = "the policy of chain " + res.Chain.Name
 	}
 	fmt.Fprintf(w, "verdict: %s  (%s)\n", verdictText(res.Verdict), by)
+	if t := res.DNAT; t != nil {
+		fmt.Fprintf(w, "dnat:    destination rewritten to %s  (%s)\n", translationText(t, pkt.DPort, pkt.Proto.HasPorts()), ruleWhere(t.Rule.Source))
+	}
+	if t := res.SNAT; t != nil {
+		to := "source rewritten to " + translationText(t, 0, false)
+		if t.Masquerade {
+			to = "source rewritten to the address of " + pkt.OIF + " (masquerade)"
+		}
+		fmt.Fprintf(w, "snat:    %s  (%s)\n", to, ruleWhere(t.Rule.Source))
+	}
 }
 
 // ruleWhere is "file:line:col what", or what alone without a position.

@@ -28,6 +28,9 @@ func TestExplainGolden(t *testing.T) {
 		{"ipsec-forward-reset", []string{"forward tcp 203.0.113.9 -> 198.18.64.10:8080 iif eth0 oif eth1"}, "ipsec-gateway.toml"},
 		{"webserver-blocklist", []string{"tcp 198.19.70.150 -> 198.18.80.1:443 iif eth0"}, "webserver"},
 		{"webserver-web", []string{"tcp 192.0.2.66 -> 198.18.80.1:443 iif eth0"}, "webserver"},
+		{"nat-port-forward", []string{"forward tcp 198.19.7.7 -> 198.19.0.1:8443 iif eth0 oif eth1"}, "nat-gateway.toml"},
+		{"nat-masquerade-mss", []string{"forward tcp 198.18.64.20 -> 198.19.7.7:443 iif eth1 oif eth0"}, "nat-gateway.toml"},
+		{"nat-established-translated", []string{"forward tcp [fd00:77::7]:40001 -> [fd00:99::1]:8443 iif eth0 oif eth1 state established"}, "nat-gateway.toml"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

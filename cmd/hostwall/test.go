@@ -19,6 +19,8 @@ import (
 //
 //	PASS  NAME  expect ACTION, got ACTION  (FILE:LINE:COL WHAT)
 //
+// (with NAT, each side also names the translation: `expect accept dnat
+// 198.18.64.80:443, got accept dnat 198.18.64.80:443 masquerade`),
 // where the parenthesis names the rule that decided (or `chain NAME
 // policy ACTION`), a failing test is followed by an indented line with the
 // test's position and its packet, and a last line counts them:
@@ -30,6 +32,9 @@ import (
 //	  "name": "...", "pos": "file:line:col", "node": "node1" (omitted without [nodes]),
 //	  "packet": "in tcp 203.0.113.9:40000 -> 192.0.2.10:3306 iif eth0 state new",
 //	  "expect": "accept|drop|reject", "got": "accept|drop|reject", "pass": true,
+//	  "expect_dnat", "expect_snat": the test's NAT expectations (omitted when not set),
+//	  "dnat": "198.18.64.80:443", "snat": "198.19.0.1" or "masquerade" (the translations
+//	          the packet got; omitted when none),
 //	  "decided_by": {"pos": "file:line:col" ("" for none), "what": "policy \"web\" in[2]",
 //	                 "chain": "input", "policy": false (true when the chain policy decided)},
 //	  "error": "..." (only when the ruleset could not be evaluated)}]}
@@ -54,6 +59,10 @@ type testResult struct {
 	Packet    string    `json:"packet"`
 	Expect    string    `json:"expect"`
 	Got       string    `json:"got"`
+	ExpDNAT   string    `json:"expect_dnat,omitempty"`
+	ExpSNAT   string    `json:"expect_snat,omitempty"`
+	DNAT      string    `json:"dnat,omitempty"`
+	SNAT      string    `json:"snat,omitempty"`
 	Pass      bool      `json:"pass"`
 	DecidedBy decidedBy `json:"decided_by"`
 	Error     string    `json:"error,omitempty"`
@@ -163,7 +172,8 @@ func runTests(pol *model.Policy, node string) ([]testResult, error) {
 		if res.Err != nil {
 			r.Error = res.Err.Error()
 		}
-		r.Pass = r.Error == "" && r.Got == r.Expect
+		natOK := r.setNAT(x, pkt, res)
+		r.Pass = r.Error == "" && r.Got == r.Expect && natOK
 		out = append(out, r)
 	}
 	if diags.HasErrors() {
@@ -180,7 +190,7 @@ func writeTestText(w io.Writer, rep testReport) {
 		if !r.Pass {
 			status = "FAIL"
 		}
-		fmt.Fprintf(w, "%s  %s  expect %s, got %s  (%s)\n", status, r.Name, r.Expect, r.Got, r.DecidedBy.text(r.Got))
+		fmt.Fprintf(w, "%s  %s  expect %s%s, got %s%s  (%s)\n", status, r.Name, r.Expect, natWords(r.ExpDNAT, r.ExpSNAT), r.Got, natWords(r.DNAT, r.SNAT), r.DecidedBy.text(r.Got))
 		if !r.Pass {
 			node := ""
 			if r.Node != "" {
