@@ -243,9 +243,17 @@ func (l *loader) groupFile(g *Group, f *fileCtx, name string, p Pos) {
 		l.errf(p, "group %q: cannot read %s: %v", g.Name, path, err)
 		return
 	}
-	line := 0
+	if l.groupBytes += len(data); l.groupBytes > maxTotalSize {
+		l.errf(p, "group %q: %s: the group files of the policy together are larger than the limit of %d bytes (256 MiB)", g.Name, path, maxTotalSize)
+		return
+	}
+	line, nerr := 0, len(l.d)
 	for text := range strings.Lines(string(data)) {
 		line++
+		if len(l.d)-nerr >= maxFileErrors {
+			l.errf(Pos{File: path, Line: line, Col: 1}, "group %q: too many errors in %s; stopped reading it here", g.Name, path)
+			return
+		}
 		if i := strings.IndexByte(text, '#'); i >= 0 {
 			text = text[:i]
 		}
@@ -254,6 +262,10 @@ func (l *loader) groupFile(g *Group, f *fileCtx, name string, p Pos) {
 		trimmed = strings.TrimRight(trimmed, " \t\r\n")
 		if trimmed == "" {
 			continue
+		}
+		if l.groupEntries++; l.groupEntries > maxGroupFileEntries {
+			l.errf(Pos{File: path, Line: line, Col: col}, "group %q: more than %d addresses in the policy's group files, hostwall's limit; merge them into CIDRs or ranges", g.Name, maxGroupFileEntries)
+			return
 		}
 		if m, ok := l.member(trimmed, Pos{File: path, Line: line, Col: col}, false); ok {
 			g.Members = append(g.Members, m)

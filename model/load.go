@@ -25,6 +25,21 @@ type Source struct {
 func Load(paths ...string) (*Policy, Diags) {
 	var srcs []Source
 	var d Diags
+	total := 0
+	readSource := func(path string, d *Diags) []Source {
+		if total > maxTotalSize {
+			return nil // reported once, at the file that crossed the limit
+		}
+		out := readSource(path, d)
+		for _, s := range out {
+			total += len(s.Data)
+			if total > maxTotalSize {
+				d.Errorf(Pos{File: path}, "the policy's files together are larger than the limit of %d bytes (256 MiB); hostwall stopped reading here", maxTotalSize)
+				return nil
+			}
+		}
+		return out
+	}
 	for _, path := range paths {
 		st, err := os.Stat(path)
 		if err != nil {
@@ -75,8 +90,20 @@ func readSource(path string, d *Diags) []Source {
 	return []Source{{Name: path, Data: data}}
 }
 
-// maxFileSize bounds every file hostwall reads (policies and group lists).
-const maxFileSize = 64 << 20
+// Limits that bound the memory one load can take, whatever the input.
+const (
+	// maxFileSize bounds every file hostwall reads (policies and group lists).
+	maxFileSize = 64 << 20
+	// maxTotalSize bounds the policy files of one load together, and
+	// separately the group files of one load together.
+	maxTotalSize = 256 << 20
+	// maxGroupFileEntries bounds the addresses read from group files in
+	// one load (ten times the 100,000-entry sets hostwall is tested with).
+	maxGroupFileEntries = 1 << 20
+	// maxFileErrors is how many errors one group file reports before
+	// hostwall stops reading it.
+	maxFileErrors = 50
+)
 
 // readLimited reads a file of at most maxFileSize bytes.
 func readLimited(path string) ([]byte, error) {
@@ -126,6 +153,9 @@ type loader struct {
 	nodeAddrPos []nodeAddr
 	// seq numbers rules across files.
 	seq int
+	// groupBytes and groupEntries count what group files brought in,
+	// against maxTotalSize and maxGroupFileEntries.
+	groupBytes, groupEntries int
 }
 
 func (l *loader) errf(p Pos, format string, args ...any) {
