@@ -223,7 +223,18 @@ func TestExamplesUseLabAddresses(t *testing.T) {
 			for _, g := range p.Guards {
 				literals(g.From)
 			}
+			for _, n := range p.NATs {
+				literals(n.From)
+				if n.ToAddr.IsValid() {
+					check("nat target", n.Pos, netipx.IPRangeFrom(n.ToAddr, n.ToAddr))
+				}
+			}
 			for _, x := range p.Tests {
+				for _, e := range []*model.NATExpect{x.ExpectDNAT, x.ExpectSNAT} {
+					if e != nil && e.Addr.IsValid() {
+						check("test nat expectation", e.Pos, netipx.IPRangeFrom(e.Addr, e.Addr))
+					}
+				}
 				check("test source", x.Pos, netipx.IPRangeFrom(x.Src, x.Src))
 				if x.Dst.IsValid() {
 					check("test destination", x.Pos, netipx.IPRangeFrom(x.Dst, x.Dst))
