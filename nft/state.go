@@ -63,11 +63,14 @@ type Pending struct {
 	Candidate *LastGood `json:"candidate,omitempty"`
 }
 
-// Rollback records what the rollback helper did.
+// Rollback records a rollback of a pending apply.
 type Rollback struct {
-	ID    string    `json:"id"`
-	Time  time.Time `json:"time"`
-	Error string    `json:"error,omitempty"`
+	ID   string    `json:"id"`
+	Time time.Time `json:"time"`
+	// Done is false while the rollback runs (TakePending writes the
+	// record), true once it ended.
+	Done  bool   `json:"done"`
+	Error string `json:"error,omitempty"`
 }
 
 // ErrNoState is wrapped by the errors of reads of state that is not there.
@@ -261,9 +264,21 @@ func (s State) Confirm(id string) (*Pending, error) {
 }
 
 // TakePending removes and returns the pending apply id (id "" means
-// whichever is pending), for rolling it back; ErrNoState when it is no
-// longer pending (confirmed, or rolled back by someone else).
+// whichever is pending) for rolling it back, and records that a rollback
+// of it runs (see Rollback.Done); ErrNoState when it is no longer pending
+// (confirmed, or rolled back by someone else).
 func (s State) TakePending(id string) (*Pending, error) {
+	return s.removePending(id, true)
+}
+
+// DropPending removes the pending apply id without a rollback (its apply
+// failed, so there is nothing to undo).
+func (s State) DropPending(id string) error {
+	_, err := s.removePending(id, false)
+	return err
+}
+
+func (s State) removePending(id string, rollback bool) (*Pending, error) {
 	unlock, err := s.lock()
 	if err != nil {
 		return nil, err
@@ -275,6 +290,11 @@ func (s State) TakePending(id string) (*Pending, error) {
 	}
 	if id != "" && p.ID != id {
 		return nil, fmt.Errorf("apply %s: %w", id, ErrNoState)
+	}
+	if rollback {
+		if err := s.writeJSON(rollbackFile, &Rollback{ID: p.ID, Time: time.Now().UTC()}); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.Remove(s.path(pendingFile)); err != nil {
 		return nil, err

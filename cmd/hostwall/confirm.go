@@ -52,7 +52,7 @@ func (c *ApplyCmd) applyConfirm(env *Env, k nft.Kernel, pol *model.Policy, rs *i
 			return &systemError{fmt.Errorf("apply: an earlier apply (%s) awaits confirmation until %s; run 'hostwall confirm' or 'hostwall rollback' first", p.ID, p.Deadline.Format(time.TimeOnly))}
 		}
 		fmt.Fprintf(env.Stderr, "hostwall: warning: dropping the left-over pending apply %s (deadline %s passed, its helper is gone)\n", p.ID, p.Deadline.Format(time.RFC3339))
-		_, _ = st.TakePending(p.ID)
+		_ = st.DropPending(p.ID)
 	} else if !errors.Is(err, nft.ErrNoState) {
 		return &systemError{fmt.Errorf("apply: %w", err)}
 	}
@@ -65,8 +65,10 @@ func (c *ApplyCmd) applyConfirm(env *Env, k nft.Kernel, pol *model.Policy, rs *i
 	if err != nil {
 		return &systemError{fmt.Errorf("apply: %w", err)}
 	}
-	// A provisional deadline; it starts counting once the apply is done.
-	p := &nft.Pending{ID: id, Deadline: time.Now().Add(c.Confirm + time.Minute), NetNS: c.Netns, LockPath: nk.LockPath, Previous: prev}
+	// A provisional deadline, in case this process dies during the apply;
+	// the real one counts from the end of the apply. (A restore waits for
+	// the transaction lock, so it never overtakes the apply.)
+	p := &nft.Pending{ID: id, Deadline: time.Now().Add(c.Confirm), NetNS: c.Netns, LockPath: nk.LockPath, Previous: prev}
 	if err := st.WritePending(p); err != nil {
 		return &systemError{fmt.Errorf("apply: %w", err)}
 	}
@@ -75,11 +77,11 @@ func (c *ApplyCmd) applyConfirm(env *Env, k nft.Kernel, pol *model.Policy, rs *i
 		start = startRollbackHelper
 	}
 	if err := start(c.State, id); err != nil {
-		_, _ = st.TakePending(id)
+		_ = st.DropPending(id)
 		return &systemError{fmt.Errorf("apply: start the rollback helper: %w", err)}
 	}
 	if err := c.replace(k, rs); err != nil {
-		_, _ = st.TakePending(id) // nothing changed: nothing to roll back
+		_ = st.DropPending(id) // nothing changed: nothing to roll back
 		return c.onError(env, k, pol, err)
 	}
 	if snap, err := nk.Snapshot(ctx, rs.Table); err == nil {
@@ -146,9 +148,17 @@ func (c *ApplyCmd) wait(env *Env, st nft.State, id, table string, deadline time.
 }
 
 // waitResult reports how the pending apply id ended: confirmed, or rolled
-// back by the helper.
+// back by the helper (waiting for the rollback to end).
 func (c *ApplyCmd) waitResult(env *Env, st nft.State, id, table string) error {
-	if rb, err := st.LastRollback(); err == nil && rb.ID == id {
+	rb, err := st.LastRollback()
+	for end := time.Now().Add(restoreTimeout + helperGrace); err == nil && rb.ID == id && !rb.Done && time.Now().Before(end); {
+		time.Sleep(helperPoll)
+		rb, err = st.LastRollback()
+	}
+	if err == nil && rb.ID == id {
+		if !rb.Done {
+			return &systemError{fmt.Errorf("apply: not confirmed, and the rollback did not finish in time; check with hostwall status")}
+		}
 		if rb.Error != "" {
 			return &systemError{fmt.Errorf("apply: not confirmed, and the rollback failed: %s", rb.Error)}
 		}
@@ -209,7 +219,7 @@ func rollbackPending(st nft.State, p *nft.Pending) error {
 	defer cancel()
 	k := &nft.Netlink{NetNS: p.NetNS, LockPath: p.LockPath}
 	err := k.Restore(ctx, p.Previous)
-	rb := &nft.Rollback{ID: p.ID, Time: time.Now().UTC()}
+	rb := &nft.Rollback{ID: p.ID, Time: time.Now().UTC(), Done: true}
 	if err != nil {
 		rb.Error = err.Error()
 	}
