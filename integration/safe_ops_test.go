@@ -389,3 +389,41 @@ func TestSystemdUnits(t *testing.T) {
 		}
 	}
 }
+
+// TestSafeStatusForeignHooks: status lists another table's base chains and
+// warns when one with policy drop sits on a hook where hostwall accepts.
+func TestSafeStatusForeignHooks(t *testing.T) {
+	RequireRoot(t)
+	RequireTool(t, "nft")
+	bin := buildHostwall(t)
+	ns := NewNetns(t, "foreign")
+	loadText(t, ns, "table ip filter {\n\tchain INPUT {\n\t\ttype filter hook input priority filter; policy drop;\n\t}\n\tchain OUTPUT {\n\t\ttype filter hook output priority filter; policy accept;\n\t}\n}\n")
+	policy := filepath.Join(t.TempDir(), "policy.toml")
+	if err := os.WriteFile(policy, []byte(safePolicyA), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("hostwall %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	run("apply", "--netns", ns.Name, "--state-dir", filepath.Join(t.TempDir(), "state"), policy)
+	out := run("status", "--netns", ns.Name)
+	for _, re := range []string{
+		`(?m)^\s+ip\s+filter\s+INPUT\s+filter\s+input\s+0\s+drop$`,
+		`(?m)^\s+ip\s+filter\s+OUTPUT\s+filter\s+output\s+0\s+accept$`,
+		`warning: ip table filter chain INPUT \(hook input priority 0\) has policy drop: it drops what hostwall's chain input accepts`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("status lacks %s:\n%s", re, out)
+		}
+	}
+	if strings.Contains(out, "chain OUTPUT (hook output") {
+		t.Errorf("warned about an accepting chain:\n%s", out)
+	}
+}
