@@ -2,6 +2,7 @@ package compiler
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -55,7 +56,7 @@ func FuzzCompile(f *testing.F) {
 			}
 			checkRulesetStrings(t, rs)
 			again, _ := Compile(p, Options{Node: node})
-			if diff := cmp.Diff(rs, again, cmp.Comparer(func(a, b netipx.IPRange) bool { return a == b })); diff != "" {
+			if diff := cmp.Diff(rs, again, cmp.Comparer(func(a, b netipx.IPRange) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 				t.Fatalf("node %q: two compiles differ:\n%s", node, diff)
 			}
 		}
