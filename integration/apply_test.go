@@ -3,14 +3,11 @@ package integration
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -40,6 +37,13 @@ func examples(t *testing.T) []example {
 	for _, e := range entries {
 		if !e.IsDir() && !strings.HasSuffix(e.Name(), ".toml") {
 			continue
+		}
+		if e.IsDir() {
+			// A directory is a policy when it holds *.toml files (others,
+			// such as unit files for systemd, are not policies).
+			if m, _ := filepath.Glob(filepath.Join("..", "examples", e.Name(), "*.toml")); len(m) == 0 {
+				continue
+			}
 		}
 		pol, diags := model.Load(filepath.Join("..", "examples", e.Name()))
 		if err := diags.Err(); err != nil {
@@ -131,33 +135,6 @@ func TestApplyEquivalence(t *testing.T) {
 	}
 }
 
-// labProbe is one [[test]] turned into a packet.
-type labProbe struct {
-	test  *model.Test
-	iface string // the node's interface the packet crosses (iif or oif)
-	dst   netip.Addr
-	src   netip.Addr
-}
-
-// nodeDefaultAddr is the node's address when a test gives no dst (in) or
-// src (out) and the policy has no [nodes] address of that family.
-func nodeDefaultAddr(pol *model.Policy, node string, fam ir.Family) netip.Addr {
-	for _, n := range pol.Nodes {
-		if n.Name != node {
-			continue
-		}
-		for _, a := range n.Addresses {
-			if ir.FamilyOf(a) == fam {
-				return a
-			}
-		}
-	}
-	if fam == ir.FamilyIPv6 {
-		return netip.MustParseAddr("fd00:ff::fe")
-	}
-	return netip.MustParseAddr("198.18.255.254")
-}
-
 func hostPrefix(a netip.Addr) string {
 	if a.Is4() {
 		return a.String() + "/32"
@@ -220,141 +197,23 @@ func outcomeOf(a model.Action) Outcome {
 	return Dropped
 }
 
-// TestApplyTraffic: for every example, every [[test]] of direction in or
-// out with protocol tcp or udp and state new is sent as a real packet
-// through a node namespace whose table was applied over netlink, over IPv4
-// and IPv6 as the tests say; the verdict must be the test's expectation.
+// netlinkLoader applies a ruleset over netlink, as `hostwall apply` does.
+func netlinkLoader(t *testing.T, ns *Netns, rs *ir.Ruleset) {
+	t.Helper()
+	replace(t, labKernel(t, ns), rs)
+}
+
+// TestApplyTraffic: for every example, every [[test]] is sent as a real
+// packet through a lab whose node applied the example's table over
+// netlink: in, out and forward (a client -- router -- server topology with
+// the interface names the test gives), TCP and UDP, ICMP and ICMPv6 of the
+// test's type, and other protocols (ESP, VRRP, IGMP) from raw sockets;
+// established packets on a connection opened before the table was
+// applied, invalid ones as a TCP SYN+FIN. The kernel's verdict must be the
+// test's expectation and ir.Eval's. What cannot be sent is logged with its
+// reason, and counted, per example.
 func TestApplyTraffic(t *testing.T) {
 	RequireRoot(t)
 	RequireTool(t, "nft")
-	const timeout = 1500 * time.Millisecond
-	ran, skipped, byWant := 0, map[string]int{}, map[string]int{}
-	var mu sync.Mutex
-	for _, ex := range examples(t) {
-		// Group the example's tests for this node by (direction, interface).
-		groups := map[string][]labProbe{}
-		for _, tc := range ex.pol.Tests {
-			if tc.Node != ex.node {
-				continue
-			}
-			switch {
-			case tc.Direction == model.HookForward:
-				skipped["forward"]++
-				continue
-			case tc.Proto != ir.ProtoTCP && tc.Proto != ir.ProtoUDP:
-				skipped["protocol "+tc.Proto.String()]++
-				continue
-			case tc.State != ir.CtNew:
-				skipped["state "+tc.State.String()]++
-				continue
-			case tc.DPort == nil:
-				skipped["no dport"]++
-				continue
-			}
-			p := labProbe{test: tc, src: tc.Src, dst: tc.Dst}
-			if tc.Direction == model.HookIn {
-				p.iface = cmpOr(tc.IIF, "eth0")
-				if !p.dst.IsValid() {
-					p.dst = nodeDefaultAddr(ex.pol, ex.node, ir.FamilyOf(p.src))
-				}
-			} else {
-				p.iface = cmpOr(tc.OIF, "eth0")
-				if !p.dst.IsValid() {
-					skipped["out without dst"]++
-					continue
-				}
-			}
-			key := fmt.Sprintf("%d/%s", tc.Direction, p.iface)
-			groups[key] = append(groups[key], p)
-		}
-		for _, key := range slices.Sorted(mapKeys(groups)) {
-			probes := groups[key]
-			t.Run(ex.name+"/"+key, func(t *testing.T) {
-				lab := newTrafficLab(t, probes[0].iface)
-				in := probes[0].test.Direction == model.HookIn
-				// Local and remote ends of every probe.
-				listenNS := lab.node
-				if !in {
-					listenNS = lab.peer
-				}
-				added := map[string]bool{}
-				ports := map[string]bool{}
-				for _, p := range probes {
-					local, remote := p.dst, p.src // in: node has dst
-					if !in {
-						local, remote = p.src, p.dst // out: node has src
-					}
-					if !added["n"+local.String()] {
-						added["n"+local.String()] = true
-						lab.addNodeAddr(t, local)
-					}
-					if !added["p"+remote.String()] {
-						added["p"+remote.String()] = true
-						lab.addPeerAddr(t, remote)
-					}
-					pk := fmt.Sprintf("%s/%d", p.test.Proto, *p.test.DPort)
-					if !ports[pk] {
-						ports[pk] = true
-						addr := fmt.Sprintf(":%d", *p.test.DPort)
-						if p.test.Proto == ir.ProtoTCP {
-							TCPListen(t, listenNS, addr)
-						} else {
-							UDPListen(t, listenNS, addr)
-						}
-					}
-				}
-				replace(t, labKernel(t, lab.node), ex.rs)
-				var wg sync.WaitGroup
-				for _, p := range probes {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						from := lab.peer
-						if !in {
-							from = lab.node
-						}
-						got, err := ProbeFrom(from, p.test.Proto.String(), p.src.String(), portOf(p.test.SPort), netip.AddrPortFrom(p.dst, *p.test.DPort).String(), timeout)
-						want := outcomeOf(p.test.Expect)
-						if got != want {
-							t.Errorf("%s (%s:%d): %s %s -> %s port %d: got %s (%v), want %s",
-								p.test.Name, p.test.Pos.File, p.test.Pos.Line, p.test.Proto, p.src, p.dst, *p.test.DPort, got, err, want)
-						}
-						mu.Lock()
-						ran++
-						byWant[want.String()+"/"+p.test.Proto.String()+"/"+familyWord(p.src)]++
-						mu.Unlock()
-					}()
-				}
-				wg.Wait()
-			})
-		}
-	}
-	t.Logf("probes sent: %d %v; tests not sendable here: %v", ran, byWant, skipped)
-	if ran == 0 {
-		t.Fatal("no example test could be sent")
-	}
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
-func familyWord(a netip.Addr) string {
-	if a.Is4() {
-		return "ipv4"
-	}
-	return "ipv6"
+	replayExamples(t, PacketSender{Load: netlinkLoader}, nil)
 }

@@ -2,20 +2,14 @@ package integration
 
 import (
 	"bytes"
-	"fmt"
-	"net/netip"
+	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/hostwall/hostwall/compiler"
 	"github.com/hostwall/hostwall/compiler/ir"
 	"github.com/hostwall/hostwall/iptables"
-	"github.com/hostwall/hostwall/model"
 )
 
 // iptLegacyTools are the programs the iptables tests load files with. The
@@ -100,74 +94,6 @@ func TestIptablesGoldens(t *testing.T) {
 	}
 }
 
-// iptProbe is one example [[test]] sent as a real packet.
-type iptProbe struct {
-	test     *model.Test
-	src, dst netip.Addr
-	iface    string
-	in       bool
-	eval     ir.Verdict // what ir.Eval says (the nftables meaning)
-}
-
-func iptHost(a netip.Addr) string {
-	if a.Is4() {
-		return a.String() + "/32"
-	}
-	return a.String() + "/128"
-}
-
-func iptOutcome(v ir.Verdict) Outcome {
-	switch v.(type) {
-	case ir.Accept:
-		return Accepted
-	case ir.Reject:
-		return Rejected
-	}
-	return Dropped
-}
-
-func iptExpect(a model.Action) Outcome {
-	switch a {
-	case model.ActionAccept:
-		return Accepted
-	case model.ActionReject:
-		return Rejected
-	}
-	return Dropped
-}
-
-// iptLab is a node namespace with one interface of a chosen name, joined to
-// a peer namespace; addresses live on lo with host routes and permanent
-// neighbour entries, so that ARP and ND decide nothing.
-type iptLab struct {
-	node, peer     *Netns
-	nodeIf, peerIf string
-}
-
-func newIptLab(t *testing.T, iface string) *iptLab {
-	t.Helper()
-	node := NewNetns(t, "iptnode")
-	peer := NewNetns(t, "iptpeer")
-	nIf, pIf := Link(t, node, nil, peer, nil)
-	node.MustRun(t, "ip", "link", "set", nIf, "down")
-	node.MustRun(t, "ip", "link", "set", nIf, "name", iface)
-	node.MustRun(t, "ip", "link", "set", iface, "up")
-	return &iptLab{node: node, peer: peer, nodeIf: iface, peerIf: pIf}
-}
-
-func (l *iptLab) mac(t *testing.T, ns *Netns, dev string) string {
-	t.Helper()
-	return strings.TrimSpace(ns.MustRun(t, "cat", "/sys/class/net/"+dev+"/address"))
-}
-
-// addAddr puts a on lo of `on` and routes it from `from` over the link.
-func (l *iptLab) addAddr(t *testing.T, on *Netns, onIf string, from *Netns, fromIf string, a netip.Addr) {
-	t.Helper()
-	on.MustRun(t, "ip", "addr", "add", iptHost(a), "dev", "lo", "nodad")
-	from.MustRun(t, "ip", "route", "replace", iptHost(a), "dev", fromIf)
-	from.MustRun(t, "ip", "neigh", "replace", a.String(), "lladdr", l.mac(t, on, onIf), "dev", fromIf, "nud", "permanent")
-}
-
 // iptLoad exports rs for both families (guard rejects written exactly, with
 // marks) in a mode and loads the files into the node with iptables-legacy:
 // "rules" (full files, groups expanded), "ipset" (full files, groups as
@@ -192,7 +118,7 @@ func iptLoad(t *testing.T, ns *Netns, rs *ir.Ruleset, mode string) {
 		if err := os.WriteFile(path, rules.Bytes(), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if mode == "ipset" {
+		if mode == "ipset" && sets.Len() > 0 {
 			sp := filepath.Join(dir, "ipset."+fam.suffix)
 			if err := os.WriteFile(sp, sets.Bytes(), 0o644); err != nil {
 				t.Fatal(err)
@@ -227,181 +153,38 @@ func iptLoad(t *testing.T, ns *Netns, rs *ir.Ruleset, mode string) {
 	}
 }
 
-// TestIptablesTraffic sends the examples' [[test]]s (direction in or out,
-// tcp or udp, state new: what the netlink apply test sends too) as real
-// packets through a node namespace that loaded the exported rules.v4 and
-// rules.v6 into iptables-legacy: with groups expanded into rules, with
-// --ipset, and with --noflush plus the jumps its header lists. Every verdict must be the one ir.Eval gives for the
-// compiled ruleset (the meaning the nftables backend implements) and the
-// one the test expects. IPv4 and IPv6, guards (NodePort) included.
+// TestIptablesTraffic sends every example's [[test]]s as real packets
+// (in, out and forward; TCP, UDP, ICMP, ICMPv6, ESP, VRRP, IGMP;
+// established and invalid state: see PacketSender) through labs whose
+// node loaded the exported rules.v4 and rules.v6 into iptables-legacy:
+// with groups expanded into rules, with --ipset, and with --noflush plus
+// the jumps its header lists. Every verdict must be the one ir.Eval gives
+// for the compiled ruleset (the meaning the nftables backend implements)
+// and the one the test expects. Examples the export refuses (NAT) are
+// logged and left out.
 func TestIptablesTraffic(t *testing.T) {
 	RequireRoot(t)
 	for _, tool := range iptLegacyTools {
 		RequireTool(t, tool)
 	}
-	const timeout = 1500 * time.Millisecond
-	var mu sync.Mutex
-	ran, skipped := 0, map[string]int{}
-	entries, err := os.ReadDir(filepath.Join("..", "examples"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The groups run concurrently (most of the time is drop timeouts);
-	// "examples" returns when all of them are done.
-	t.Run("examples", func(t *testing.T) { iptTrafficExamples(t, entries, timeout, &mu, &ran, skipped) })
-	t.Logf("probes sent: %d; tests not sendable here: %v", ran, skipped)
-	if ran == 0 {
-		t.Fatal("no example test could be sent")
+	for _, mode := range []string{"rules", "ipset", "noflush"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			if mode == "ipset" {
+				RequireTool(t, "ipset")
+			}
+			load := func(t *testing.T, ns *Netns, rs *ir.Ruleset) { iptLoad(t, ns, rs, mode) }
+			replayExamples(t, PacketSender{Load: load}, iptExportable)
+		})
 	}
 }
 
-// iptTrafficExamples runs TestIptablesTraffic's groups as subtests, at
-// most 8 at once (t.Run may be called from several goroutines; -parallel
-// would bound them by the CPU count, and they mostly wait).
-func iptTrafficExamples(t *testing.T, entries []os.DirEntry, timeout time.Duration, mu *sync.Mutex, ran *int, skipped map[string]int) {
-	var wgGroups sync.WaitGroup
-	defer wgGroups.Wait()
-	sem := make(chan struct{}, 8)
-	for _, e := range entries {
-		if !e.IsDir() && !strings.HasSuffix(e.Name(), ".toml") {
-			continue
-		}
-		pol, diags := model.Load(filepath.Join("..", "examples", e.Name()))
-		if err := diags.Err(); err != nil {
-			t.Fatalf("%s: %v", e.Name(), err)
-		}
-		nodes := []string{""}
-		if len(pol.Nodes) > 0 {
-			nodes = nil
-			for _, n := range pol.Nodes {
-				nodes = append(nodes, n.Name)
-			}
-		}
-		for _, node := range nodes {
-			rs, diags := compiler.Compile(pol, compiler.Options{Node: node})
-			if err := diags.Err(); err != nil {
-				t.Fatalf("%s node %q: %v", e.Name(), node, err)
-			}
-			groups := map[string][]iptProbe{}
-			for _, tc := range pol.Tests {
-				if tc.Node != node {
-					continue
-				}
-				switch {
-				case tc.Direction == model.HookForward:
-					skipped["forward"]++
-					continue
-				case tc.Proto != ir.ProtoTCP && tc.Proto != ir.ProtoUDP:
-					skipped["protocol "+tc.Proto.String()]++
-					continue
-				case tc.State != ir.CtNew:
-					skipped["state "+tc.State.String()]++
-					continue
-				case tc.DPort == nil:
-					skipped["no dport"]++
-					continue
-				}
-				pkt := compiler.PacketOfTest(pol, tc)
-				p := iptProbe{test: tc, src: pkt.Src, dst: pkt.Dst, in: tc.Direction == model.HookIn, eval: ir.Eval(rs, pkt).Verdict}
-				if p.in {
-					p.iface = iptOr(tc.IIF, "eth0")
-				} else {
-					p.iface = iptOr(tc.OIF, "eth0")
-				}
-				if !p.dst.IsValid() || p.dst.IsUnspecified() {
-					skipped["no destination address"]++
-					continue
-				}
-				key := fmt.Sprintf("%s-%s", map[bool]string{true: "in", false: "out"}[p.in], p.iface)
-				groups[key] = append(groups[key], p)
-			}
-			name := strings.TrimSuffix(e.Name(), ".toml")
-			if node != "" {
-				name += "/" + node
-			}
-			for _, key := range slices.Sorted(func(yield func(string) bool) {
-				for k := range groups {
-					if !yield(k) {
-						return
-					}
-				}
-			}) {
-				probes := groups[key]
-				for _, mode := range []string{"rules", "ipset", "noflush"} {
-					wgGroups.Add(1)
-					go func() {
-						defer wgGroups.Done()
-						sem <- struct{}{}
-						defer func() { <-sem }()
-						t.Run(name+"/"+key+"/"+mode, func(t *testing.T) {
-							if mode == "ipset" {
-								RequireTool(t, "ipset")
-							}
-							lab := newIptLab(t, probes[0].iface)
-							in := probes[0].in
-							listen := lab.node
-							if !in {
-								listen = lab.peer
-							}
-							added, ports := map[string]bool{}, map[string]bool{}
-							for _, p := range probes {
-								local, remote := p.dst, p.src
-								if !in {
-									local, remote = p.src, p.dst
-								}
-								if !added["n"+local.String()] {
-									added["n"+local.String()] = true
-									lab.addAddr(t, lab.node, lab.nodeIf, lab.peer, lab.peerIf, local)
-								}
-								if !added["p"+remote.String()] {
-									added["p"+remote.String()] = true
-									lab.addAddr(t, lab.peer, lab.peerIf, lab.node, lab.nodeIf, remote)
-								}
-								pk := fmt.Sprintf("%s/%d", p.test.Proto, *p.test.DPort)
-								if !ports[pk] {
-									ports[pk] = true
-									if p.test.Proto == ir.ProtoTCP {
-										TCPListen(t, listen, fmt.Sprintf(":%d", *p.test.DPort))
-									} else {
-										UDPListen(t, listen, fmt.Sprintf(":%d", *p.test.DPort))
-									}
-								}
-							}
-							iptLoad(t, lab.node, rs, mode)
-							var wg sync.WaitGroup
-							for _, p := range probes {
-								wg.Add(1)
-								go func() {
-									defer wg.Done()
-									from := lab.peer
-									if !in {
-										from = lab.node
-									}
-									got, err := ProbeFrom(from, p.test.Proto.String(), p.src.String(), portOf(p.test.SPort), netip.AddrPortFrom(p.dst, *p.test.DPort).String(), timeout)
-									if want := iptOutcome(p.eval); got != want {
-										t.Errorf("%s (%s:%d): %s %s -> %s port %d: iptables %s (%v), ir.Eval %s",
-											p.test.Name, p.test.Pos.File, p.test.Pos.Line, p.test.Proto, p.src, p.dst, *p.test.DPort, got, err, want)
-									}
-									if want := iptExpect(p.test.Expect); got != want {
-										t.Errorf("%s (%s:%d): iptables %s, the test expects %s", p.test.Name, p.test.Pos.File, p.test.Pos.Line, got, want)
-									}
-									mu.Lock()
-									*ran++
-									mu.Unlock()
-								}()
-							}
-							wg.Wait()
-						})
-					}()
-				}
-			}
+// iptExportable says why an example cannot be exported (empty: it can).
+func iptExportable(ex example) string {
+	for _, fam := range []ir.Family{ir.FamilyIPv4, ir.FamilyIPv6} {
+		if err := iptables.Export(io.Discard, ex.rs, iptables.Options{Family: fam, GuardReject: iptables.GuardRejectMark}); err != nil {
+			return "the iptables export refuses it: " + err.Error()
 		}
 	}
-}
-
-func iptOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
+	return ""
 }
