@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hostwall/hostwall/compiler"
+	"github.com/hostwall/hostwall/examples"
 	"github.com/hostwall/hostwall/model"
 	"github.com/hostwall/hostwall/nft"
 )
@@ -18,24 +19,11 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 // examples returns the policies under ../examples: *.toml files and
 // directories (drop-in style).
-func examples(t *testing.T) []string {
+func examplePolicies(t *testing.T) []string {
 	t.Helper()
-	entries, err := os.ReadDir("../examples")
+	out, err := examples.Policies("../examples")
 	if err != nil {
 		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range entries {
-		p := filepath.Join("../examples", e.Name())
-		if e.IsDir() {
-			if m, _ := filepath.Glob(filepath.Join(p, "*.toml")); len(m) > 0 {
-				out = append(out, p)
-			}
-			continue
-		}
-		if strings.HasSuffix(e.Name(), ".toml") {
-			out = append(out, p)
-		}
 	}
 	if len(out) < 5 {
 		t.Fatalf("found %d examples in ../examples, want at least 5", len(out))
@@ -77,7 +65,7 @@ func compileAll(t *testing.T, paths ...string) map[string][]byte {
 // with testdata/examples/NAME[.NODE].nft (go test -update rewrites them).
 // Integration re-checks each of these with nft -c -f and nft -f.
 func TestGoldenExamples(t *testing.T) {
-	for _, ex := range examples(t) {
+	for _, ex := range examplePolicies(t) {
 		name := strings.TrimSuffix(filepath.Base(ex), ".toml")
 		for node, got := range compileAll(t, ex) {
 			golden := name
@@ -113,7 +101,7 @@ func TestGoldenExamples(t *testing.T) {
 func TestDeterminism(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	dirs := 0
-	for _, ex := range examples(t) {
+	for _, ex := range examplePolicies(t) {
 		first, second := compileAll(t, ex), compileAll(t, ex)
 		for node := range first {
 			if !bytes.Equal(first[node], second[node]) {

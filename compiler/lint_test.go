@@ -81,7 +81,7 @@ func TestGoldenLint(t *testing.T) {
 // logged (the examples' owner decides about them; scripts/test.sh runs
 // `hostwall lint --strict` on each).
 func TestLintExamples(t *testing.T) {
-	for _, path := range examples(t) {
+	for _, path := range examplePolicies(t) {
 		out, diags := lintText(path)
 		if diags.HasErrors() {
 			t.Errorf("%s: lint errors:\n%s", path, out)

@@ -4,15 +4,15 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/hostwall/hostwall/compiler/ir"
-	"github.com/hostwall/hostwall/model"
 	"go4.org/netipx"
+
+	"github.com/hostwall/hostwall/compiler/ir"
+	"github.com/hostwall/hostwall/examples"
+	"github.com/hostwall/hostwall/model"
 )
 
 // The differential test (design.md invariant 5): for the examples and for
@@ -355,15 +355,9 @@ func differential(t *testing.T, name string, text string, p *model.Policy, r *ra
 // exampleSources returns the examples as load arguments: each .toml file,
 // and each directory.
 func exampleSources(t *testing.T) []string {
-	ents, err := os.ReadDir("../examples")
+	out, err := examples.Policies("../examples")
 	if err != nil {
 		t.Fatalf("examples: %v", err)
-	}
-	var out []string
-	for _, e := range ents {
-		if e.IsDir() || strings.HasSuffix(e.Name(), ".toml") {
-			out = append(out, filepath.Join("../examples", e.Name()))
-		}
 	}
 	if len(out) == 0 {
 		t.Fatal("no examples found")

@@ -37,15 +37,13 @@ type exampleCase struct {
 // cases lists the examples in this directory, in lexical order.
 func cases(t *testing.T) []exampleCase {
 	t.Helper()
-	entries, err := os.ReadDir(".")
+	paths, err := Policies(".")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []exampleCase
-	for _, e := range entries {
-		if e.IsDir() || strings.HasSuffix(e.Name(), ".toml") {
-			out = append(out, exampleCase{name: e.Name(), path: e.Name()})
-		}
+	for _, p := range paths {
+		out = append(out, exampleCase{name: p, path: p})
 	}
 	if len(out) < 6 {
 		t.Fatalf("found %d examples, want at least 6", len(out))

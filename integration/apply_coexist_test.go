@@ -93,7 +93,7 @@ func TestApplyCoexistence(t *testing.T) {
 	ns.MustRun(t, "iptables-legacy", "-t", "nat", "-A", "POSTROUTING", "-s", "198.18.8.0/24", "-j", "MASQUERADE")
 	ns.MustRun(t, "ip6tables-legacy", "-A", "INPUT", "-s", "fd00:9::/64", "-j", "DROP")
 
-	exs := examples(t)
+	exs := compiledExamples(t)
 	first, second := exs[0].rs, (*ir.Ruleset)(nil)
 	for _, ex := range exs[1:] {
 		if ex.rs.Table == first.Table {

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/hostwall/hostwall/compiler"
 	"github.com/hostwall/hostwall/compiler/ir"
+	"github.com/hostwall/hostwall/examples"
 	"github.com/hostwall/hostwall/model"
 	"github.com/hostwall/hostwall/nft"
 )
@@ -26,28 +28,18 @@ type example struct {
 	rs   *ir.Ruleset
 }
 
-// examples loads every example and compiles it for each of its nodes.
-func examples(t *testing.T) []example {
+// compiledExamples loads every example and compiles it for each of its nodes.
+func compiledExamples(t *testing.T) []example {
 	t.Helper()
-	entries, err := os.ReadDir(filepath.Join("..", "examples"))
+	paths, err := examples.Policies(filepath.Join("..", "examples"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []example
-	for _, e := range entries {
-		if !e.IsDir() && !strings.HasSuffix(e.Name(), ".toml") {
-			continue
-		}
-		if e.IsDir() {
-			// A directory is a policy when it holds *.toml files (others,
-			// such as unit files for systemd, are not policies).
-			if m, _ := filepath.Glob(filepath.Join("..", "examples", e.Name(), "*.toml")); len(m) == 0 {
-				continue
-			}
-		}
-		pol, diags := model.Load(filepath.Join("..", "examples", e.Name()))
+	for _, path := range paths {
+		pol, diags := model.Load(path)
 		if err := diags.Err(); err != nil {
-			t.Fatalf("%s: %v", e.Name(), err)
+			t.Fatalf("%s: %v", path, err)
 		}
 		nodes := []string{""}
 		if len(pol.Nodes) > 0 {
@@ -59,9 +51,9 @@ func examples(t *testing.T) []example {
 		for _, node := range nodes {
 			rs, diags := compiler.Compile(pol, compiler.Options{Node: node})
 			if err := diags.Err(); err != nil {
-				t.Fatalf("%s node %q: %v", e.Name(), node, err)
+				t.Fatalf("%s node %q: %v", path, node, err)
 			}
-			name := strings.TrimSuffix(e.Name(), ".toml")
+			name := strings.TrimSuffix(filepath.Base(path), ".toml")
 			if node != "" {
 				name += "/" + node
 			}
@@ -116,7 +108,7 @@ func TestApplyEquivalence(t *testing.T) {
 	a := NewNetns(t, "eqtext")
 	b := NewNetns(t, "eqnetlink")
 	k := labKernel(t, b)
-	for _, ex := range examples(t) {
+	for _, ex := range compiledExamples(t) {
 		t.Run(ex.name, func(t *testing.T) {
 			var buf bytes.Buffer
 			if err := nft.Print(&buf, ex.rs); err != nil {

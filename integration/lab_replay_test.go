@@ -116,7 +116,7 @@ func exampleCases(ex example) []PacketCase {
 // total, how many were sent and how many skipped, with the reasons.
 func replayExamples(t *testing.T, s PacketSender, filter func(ex example) string) *replayTally {
 	total := newReplayTally()
-	for _, ex := range examples(t) {
+	for _, ex := range compiledExamples(t) {
 		if filter != nil {
 			if why := filter(ex); why != "" {
 				t.Logf("%s: not replayed: %s", ex.name, why)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hostwall/hostwall/compiler"
+	"github.com/hostwall/hostwall/examples"
 	"github.com/hostwall/hostwall/model"
 	"github.com/hostwall/hostwall/nft"
 )
@@ -115,16 +116,12 @@ func TestNftGoldens(t *testing.T) {
 func TestNftExamples(t *testing.T) {
 	RequireRoot(t)
 	RequireTool(t, "nft")
-	entries, err := os.ReadDir(filepath.Join("..", "examples"))
+	paths, err := examples.Policies(filepath.Join("..", "examples"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := 0
-	for _, e := range entries {
-		if !e.IsDir() && !strings.HasSuffix(e.Name(), ".toml") {
-			continue
-		}
-		path := filepath.Join("..", "examples", e.Name())
+	for _, path := range paths {
 		pol, diags := model.Load(path)
 		if err := diags.Err(); err != nil {
 			t.Errorf("%s: load: %v", path, err)
@@ -139,7 +136,7 @@ func TestNftExamples(t *testing.T) {
 		}
 		for _, node := range nodes {
 			n++
-			t.Run(fmt.Sprintf("%s/node=%s", e.Name(), node), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s/node=%s", filepath.Base(path), node), func(t *testing.T) {
 				script, err := compileAndPrint(pol, node)
 				if err != nil {
 					t.Fatal(err)

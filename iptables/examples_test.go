@@ -9,8 +9,10 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/hostwall/hostwall/compiler"
 	"github.com/hostwall/hostwall/compiler/ir"
+	"github.com/hostwall/hostwall/examples"
 	"github.com/hostwall/hostwall/iptables"
 	"github.com/hostwall/hostwall/model"
 )
@@ -26,17 +28,13 @@ type exampleCase struct {
 // directory) and every node of it.
 func exampleCases(t *testing.T) []exampleCase {
 	t.Helper()
-	entries, err := os.ReadDir("../examples")
+	paths, err := examples.Policies("../examples")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []exampleCase
-	for _, e := range entries {
-		name, isTOML := strings.CutSuffix(e.Name(), ".toml")
-		if !e.IsDir() && !isTOML {
-			continue
-		}
-		path := filepath.Join("../examples", e.Name())
+	for _, path := range paths {
+		name := strings.TrimSuffix(filepath.Base(path), ".toml")
 		pol, diags := model.Load(path)
 		if err := diags.Err(); err != nil {
 			t.Fatalf("%s: %v", path, err)

@@ -117,13 +117,7 @@ func TestLintJSON(t *testing.T) {
 
 // TestLintExamplesCommand: every example lints without errors.
 func TestLintExamplesCommand(t *testing.T) {
-	paths, _ := filepath.Glob("../../examples/*.toml")
-	dirs, _ := filepath.Glob("../../examples/*/")
-	for _, d := range dirs {
-		if st, err := os.Stat(d); err == nil && st.IsDir() {
-			paths = append(paths, d)
-		}
-	}
+	paths := examplePolicies(t)
 	if len(paths) < 5 {
 		t.Fatalf("found %d examples", len(paths))
 	}

@@ -6,21 +6,17 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hostwall/hostwall/examples"
 )
 
 // examplePolicies lists the examples as POLICY arguments (files and
 // directories), relative to this package.
 func examplePolicies(t *testing.T) []string {
 	t.Helper()
-	ents, err := os.ReadDir("../../examples")
+	out, err := examples.Policies("../../examples")
 	if err != nil {
 		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range ents {
-		if e.IsDir() || strings.HasSuffix(e.Name(), ".toml") {
-			out = append(out, filepath.Join("../../examples", e.Name()))
-		}
 	}
 	if len(out) == 0 {
 		t.Fatal("no examples")
