@@ -167,7 +167,17 @@ func udpExchange(fd int, src netip.Addr, sport uint16, dst netip.Addr, dport uin
 	}
 	tok := newToken()
 	if _, err := f.Write(tok[:]); err != nil {
-		return classify(err)
+		if !errors.Is(err, syscall.EPERM) {
+			return classify(err)
+		}
+		// This host's output hook dropped the datagram; a reject there
+		// also sends an ICMP error to this socket, which the read below
+		// returns (IP_RECVERR). Silence means a plain drop.
+		f.SetDeadline(time.Now().Add(min(timeout, 300*time.Millisecond)))
+		if _, rerr := f.Read(make([]byte, 64)); rerr != nil && !errors.Is(rerr, os.ErrDeadlineExceeded) {
+			return classify(rerr)
+		}
+		return Dropped, err
 	}
 	buf := make([]byte, 2048)
 	n, err := f.Read(buf)
