@@ -313,3 +313,35 @@ func (s State) LastRollback() (*Rollback, error) {
 	}
 	return &r, nil
 }
+
+// Reserve takes size bytes in the state directory for the last known good
+// table, before the kernel is changed: an apply whose state cannot be
+// written (a read-only or full file system) then fails while the previous
+// firewall is still in place. release frees the space; call it just before
+// SaveLastGood.
+func (s State) Reserve(size int64) (release func(), err error) {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", s.Dir, err)
+	}
+	f, err := os.CreateTemp(s.Dir, ".reserve.tmp*")
+	if err != nil {
+		return nil, fmt.Errorf("state directory %s is not writable: %w", s.Dir, err)
+	}
+	name := f.Name()
+	err = unix.Fallocate(int(f.Fd()), 0, 0, size)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		// Writing zeros makes the file system find the blocks instead.
+		_, err = f.Write(make([]byte, size))
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name)
+		return nil, fmt.Errorf("state directory %s cannot hold the last known good table (%d bytes): %w", s.Dir, size, err)
+	}
+	return func() { os.Remove(name) }, nil
+}

@@ -130,12 +130,38 @@ func (c *ApplyCmd) Run(env *Env) error {
 	if c.Confirm > 0 {
 		return c.applyConfirm(env, k, pol, rs, lg, where)
 	}
+	release, err := c.reserveState(rs)
+	if err != nil {
+		return err
+	}
 	if err := c.replace(k, rs); err != nil {
+		release()
 		return c.onError(env, k, pol, err)
 	}
 	fmt.Fprintf(env.Stderr, "hostwall: applied table inet %s%s\n", rs.Table, where)
+	release()
 	c.saveLastGood(env, k, rs, lg)
 	return nil
+}
+
+// reserveState makes room in the state directory for the last known good
+// table before the kernel is touched, so that a read-only or full state
+// directory fails the apply with the previous firewall still in place. The
+// estimate is generous: the saved table (a netlink snapshot as JSON, and
+// the nft text) takes a few times the size of the nft text.
+func (c *ApplyCmd) reserveState(rs *ir.Ruleset) (release func(), err error) {
+	if c.State == "" {
+		return func() {}, nil
+	}
+	var text bytes.Buffer
+	if err := nft.Print(&text, rs); err != nil {
+		return nil, &policyError{fmt.Errorf("apply: %w", err)}
+	}
+	release, err = nft.State{Dir: c.State}.Reserve(16*int64(text.Len()) + 1<<20)
+	if err != nil {
+		return nil, &systemError{fmt.Errorf("apply: %w; the firewall was not changed", err)}
+	}
+	return release, nil
 }
 
 // replace applies rs and classifies a failure.
