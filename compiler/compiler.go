@@ -18,6 +18,10 @@ type Options struct {
 	// Node is the [nodes] entry to compile for; required when the policy
 	// has nodes, and an error when it has none.
 	Node string
+	// NoOptimize turns the optimiser off (optimize.go): one IR rule per
+	// rule part, as the plain first-match list reads. For comparisons and
+	// benchmarks; both forms decide every packet alike.
+	NoOptimize bool
 }
 
 // Chain names of the ruleset (policy-format.md, "What the table looks
@@ -59,6 +63,9 @@ func Compile(p *model.Policy, opts Options) (*ir.Ruleset, model.Diags) {
 	}
 	for _, name := range sortedKeys(c.sets) {
 		rs.Sets = append(rs.Sets, c.sets[name])
+	}
+	if !opts.NoOptimize {
+		optimize(rs)
 	}
 	return rs, diags
 }

@@ -55,7 +55,7 @@ roles = ["etcd"]
 	}
 	for _, tt := range tests {
 		t.Run(tt.node, func(t *testing.T) {
-			text, rs := compileText(t, policy, tt.node)
+			text, rs := compilePlainText(t, policy, tt.node) // the order as written: merging would hide it
 			if rs == nil {
 				t.Fatalf("compile failed:\n%s", text)
 			}

@@ -476,7 +476,9 @@ func (x *exporter) lowerChain(ctx *chainCtx) {
 			x.errorf(chainSource(ctx.chain), "nil rule")
 			continue
 		}
-		x.lowerRule(ctx, r)
+		for _, r := range unmerged(r) {
+			x.lowerRule(ctx, r)
+		}
 	}
 }
 

@@ -541,6 +541,8 @@ func (c *ruleCtx) match(m ir.Match) error {
 		return c.lowerCtStatus(m)
 	case ir.TCPFlagsMatch:
 		return c.lowerTCPFlags(m)
+	case ir.ConcatMatch:
+		return c.lowerConcat(m)
 	case ir.HopLimitMatch:
 		c.needFamily(ir.FamilyIPv6)
 		c.add(&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: ip6HopLimOff, Len: hopLimitLen},

@@ -375,6 +375,8 @@ func implied(x any) (ir.Family, bool) {
 		return m.Family, true
 	case ir.HopLimitMatch:
 		return ir.FamilyIPv6, true
+	case ir.ConcatMatch:
+		return m.Family, true
 	case ir.Reject:
 		return m.With.Family(), false
 	case ir.SNAT:
@@ -529,6 +531,8 @@ func (p *printer) match(m ir.Match, fam ir.Family) (string, error) {
 		return ctStatusText(m)
 	case ir.TCPFlagsMatch:
 		return tcpFlagsMatchText(m)
+	case ir.ConcatMatch:
+		return concatText(m)
 	case nil:
 		return "", errors.New("nil match")
 	}
@@ -695,6 +699,10 @@ func onlyTCP(r *ir.Rule) error {
 			}
 		case ir.ICMPMatch:
 			return fmt.Errorf("reject with tcp reset: rule matches icmp")
+		case ir.ConcatMatch:
+			if m.Proto != ir.ProtoTCP {
+				return fmt.Errorf("reject with tcp reset: rule matches %s ports", m.Proto)
+			}
 		}
 	}
 	return nil

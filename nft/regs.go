@@ -280,3 +280,25 @@ func ctStatusBytes(s uint32) []byte {
 func mssBytes(size uint16) []byte {
 	return binary.BigEndian.AppendUint16(nil, size)
 }
+
+// Concatenations (netlink_concat.go): nft loads the fields of a
+// concatenation into consecutive 32-bit registers (NFT_REG32_00 is 8, and
+// overlays NFT_REG_1), each field padded to 4 bytes, and names a register
+// that starts a 16-byte one by its NFT_REG_n number.
+const reg32First = 8 // NFT_REG32_00
+
+// concatNextReg is the register of the field after a first field of n
+// bytes loaded into register 1.
+func concatNextReg(n uint32) uint32 {
+	r32 := reg32First + (n+3)/4
+	if (r32-reg32First)%4 == 0 {
+		return 1 + (r32-reg32First)/4 // NFT_REG_2 for a 16-byte address
+	}
+	return r32 // NFT_REG32_01 after an IPv4 address
+}
+
+// concatKey encodes an address . port element: the address in network
+// byte order, then the port big-endian padded to 4 bytes.
+func concatKey(e ir.AddrPort) []byte {
+	return append(addrBytes(e.Addr), portBytes(e.Port)[0], portBytes(e.Port)[1], 0, 0)
+}

@@ -302,6 +302,16 @@ func runChain(c *Chain, p Packet, trace *[]Step, depth int) (decision, bool) {
 		if !ok {
 			continue
 		}
+		// A merged rule is reported as the first of its rules that
+		// matches (concat.go); its verdict is theirs.
+		orig, err := MergedRule(r, p)
+		if err != nil || orig == nil {
+			if err == nil {
+				err = fmt.Errorf("rule %d of chain %s matches, but none of the %d rules it merges does", i, c.Name, len(r.Merged))
+			}
+			return decision{rule: r, chain: c, err: err}, true
+		}
+		r := orig
 		*trace = append(*trace, Step{Kind: StepRule, Chain: c, Rule: r, Index: i, Verdict: r.Verdict, Depth: depth})
 		switch v := r.Verdict.(type) {
 		case nil, ClampMSS:
@@ -423,6 +433,8 @@ func Matches(m Match, p Packet) (bool, error) {
 		return m.Status&p.CtStatus != 0, nil
 	case TCPFlagsMatch:
 		return p.Proto == ProtoTCP && tcpFlagsOf(p)&m.Mask == m.Value, nil
+	case ConcatMatch:
+		return matchConcat(m, p), nil
 	}
 	return false, fmt.Errorf("unknown match kind %T", m)
 }

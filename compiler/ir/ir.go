@@ -113,6 +113,13 @@ type Rule struct {
 	Comment string
 	// Source is where in the policy this rule came from.
 	Source Source
+	// Merged, when set, lists the rules of the plain first-match list that
+	// this rule stands for, in their order (the compiler's optimiser merged
+	// them; see MergedRule). The rule matches exactly the packets that one
+	// of them matches, all of them have its verdict, and the first of them
+	// that matches a packet is the rule Eval reports as deciding. A backend
+	// that cannot write the merged form may write these rules instead.
+	Merged []*Rule
 }
 
 // Source ties a compiled rule back to the policy text that produced it.
