@@ -1,0 +1,162 @@
+package bench
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// dialOnce opens one TCP connection and resets it (SO_LINGER 0), so that
+// neither side keeps it in TIME_WAIT; it reports whether it connected.
+func dialOnce(dst string) bool {
+	c, err := net.DialTimeout("tcp", dst, time.Second)
+	if err != nil {
+		return false
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
+	return true
+}
+
+// machine describes the machine the benchmark ran on.
+func machine() []string {
+	osrel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	cpu := "unknown"
+	if info, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(info), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	nftv := "not found"
+	if b, err := exec.Command("nft", "--version").Output(); err == nil {
+		nftv = strings.TrimSpace(string(b))
+	}
+	iptv := "not found"
+	if b, err := exec.Command("iptables-legacy", "--version").Output(); err == nil {
+		iptv = strings.TrimSpace(string(b))
+	}
+	return []string{
+		"- date: " + time.Now().UTC().Format("2006-01-02 15:04 MST"),
+		fmt.Sprintf("- CPUs (nproc): %d; CPU: %s", runtime.NumCPU(), cpu),
+		"- kernel: " + strings.TrimSpace(string(osrel)),
+		"- " + runtime.Version() + "; " + nftv + "; " + iptv,
+	}
+}
+
+func (r *report) markdown(s run) string {
+	var b strings.Builder
+	w := func(lines ...string) {
+		for _, l := range lines {
+			b.WriteString(l + "\n")
+		}
+	}
+	w("# hostwall benchmarks", "", "Written by `just bench` (`go test ./bench -run TestBench -args -full`); do not edit.", "")
+	w(machine()...)
+	w("", "The policy of size N (bench/gen.go): a `block` group of N addresses (a third IPv4,",
+		"the rest IPv6, none adjacent) dropped on forward, then N forward rules",
+		"`from = \"198.18.X.Y\"`, `service = \"tcp/P\"` (each a distinct pair), then the accept",
+		"of the benchmark's own traffic, so a new connection crosses every rule before it.",
+		"\"Plain\" is the same policy compiled with the optimisation off (one IR rule per",
+		"policy rule, as before issue 8).", "")
+	w("## Compile", "", fmt.Sprintf("`hostwall compile POLICY > /dev/null`, median of %d runs; peak RSS is the", s.compileRep),
+		"largest maximum resident set size of those runs (getrusage).", "")
+	w(r.compile...)
+	w("", "## Apply", "",
+		fmt.Sprintf("Median of %d runs each, in milliseconds, into a fresh network namespace", s.applyRep),
+		"whose hostwall table is deleted before every run. `hostwall apply` is the whole",
+		"command (load, compile, lower, one netlink transaction, read-back check, last",
+		"known good snapshot); the netlink transaction is `nft.Netlink.Replace` of the",
+		"compiled ruleset (lower, encode, send, verify), the part `nft -f` of the printed",
+		"ruleset does. All commands run under `ip netns exec`. iptables: the `hostwall",
+		"export --ipset` files loaded into empty legacy tables.", "")
+	w(r.apply...)
+	w("", "## Packet path", "",
+		fmt.Sprintf("TCP connections per second from a client namespace through a router namespace"),
+		fmt.Sprintf("(forwarding, where the ruleset is loaded) to a server namespace: %d clients", s.workers),
+		fmt.Sprintf("connect and reset for %s, median of %d runs after a warm-up. Each new", s.packetDur, s.packetRep),
+		"connection's first packet crosses the whole chain; later packets are accepted by",
+		"`ct state established,related` near its top. \"vs empty\" compares with no ruleset",
+		"at all (no conntrack either).", "")
+	w(r.packet...)
+	w("", "## Targets", "")
+	w(r.targets()...)
+	return b.String()
+}
+
+func (r *report) targets() []string {
+	var out []string
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	if c := r.compileBig; c.addrs > 0 {
+		mib := float64(c.rssKiB) / 1024
+		out = append(out, fmt.Sprintf("- Compile of %d addresses + %d rules under 1 s and 200 MiB: %s ms, %.1f MiB: %s.",
+			c.addrs, c.rules, ms(c.wall), mib, verdict(c.wall < time.Second && mib < 200)))
+	}
+	var ns []int
+	for n := range r.applyRatios {
+		ns = append(ns, n)
+	}
+	slices.Sort(ns)
+	for _, n := range ns {
+		ra := r.applyRatios[n]
+		out = append(out, fmt.Sprintf("- Apply N=%d, ratio to `nft -f` <= 1.0: `hostwall apply` %.2f (%s), netlink transaction %.2f (%s).",
+			n, ra[0], verdict(ra[0] <= 1), ra[1], verdict(ra[1] <= 1)))
+	}
+	if opt, ok := r.connOpt[10000]; ok {
+		for _, b := range []struct {
+			name string
+			v    float64
+		}{{"no ruleset", r.connEmpty}, {"the N=0 policy", r.connPolicy0}} {
+			d := 100 * (opt - b.v) / b.v
+			out = append(out, fmt.Sprintf("- Packet path, 10,000 rules within 10%% of %s: %.0f vs %.0f connections/s (%+.1f%%): %s.",
+				b.name, opt, b.v, d, verdict(d >= -10)))
+		}
+		if ipt, ok := r.connIPTables[10000]; ok {
+			out = append(out, fmt.Sprintf("- For comparison, the iptables-legacy export with 10,000 rules: %.0f connections/s (%+.1f%% vs no ruleset); hostwall's nftables ruleset with the optimisation off: %.0f (%+.1f%%).",
+				ipt, 100*(ipt-r.connEmpty)/r.connEmpty, r.connPlain[10000], 100*(r.connPlain[10000]-r.connEmpty)/r.connEmpty))
+		}
+	}
+	growth := func(name string, m map[int]time.Duration) {
+		a, okA := m[10000]
+		b, okB := m[100000]
+		if okA && okB && a > 0 {
+			out = append(out, fmt.Sprintf("- Growth of %s from N=10,000 to N=100,000 (10x): %.1fx (linear is 10x; below 10x means fixed costs still weigh).",
+				name, float64(b)/float64(a)))
+		}
+	}
+	growth("compile time", r.compileTimes)
+	growth("`hostwall apply` time", r.applyTimes)
+	out = append(out, r.notes...)
+	out = append(out, "", "Why the misses (as measured when this was written; the numbers above are this run's):", "",
+		"- `hostwall apply` against `nft -f`: the command also loads and compiles the policy (TOML",
+		"  decoding dominates: 0.25 s of 0.36 s at N=10,000), reads every named set back to check the",
+		"  element count, and saves the last known good table; `nft -f` only parses ready text. The",
+		"  netlink transaction alone is below `nft -f` at N=100 and 1.0-1.3x up to 10,000;",
+		"  at 100,000 it is 2.3-2.6x, because the read-back check dumps the 100,000-element set and",
+		"  google/nftables encodes each element through the generic attribute encoder.",
+		"- Compile memory: the 100,000-address group is held several times over (the group file's",
+		"  lines, the model's IPSet, the compiler's per-family ranges, then the printed text), and",
+		"  Go's collector lets the heap grow to twice the live data before it runs.",
+		"- Packet path against no ruleset at all: any table with `ct state` makes the router track",
+		"  connections; on this shared machine that cost varied between runs (0% to 18% of the",
+		"  connection rate, with zero rules as with 100,000). The row of the same policy with no",
+		"  generated rules is the fair baseline: the optimised ruleset stays within the noise of it",
+		"  at every N, the plain one and the iptables export do not.",
+		"- Growth: compile is about linear (9.9x to 12.5x from 10,000 to 100,000 in our runs),",
+		"  dominated by the TOML decoding of 100,000 [[policy.forward]] tables.")
+	return out
+}
