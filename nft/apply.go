@@ -2,6 +2,7 @@ package nft
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -108,6 +109,42 @@ func (b *builder) addSet(what string, s *BatchSet) error {
 		if err := b.do(name, func(c *nftables.Conn) error { return c.SetAddElements(&target, chunk) }); err != nil {
 			return err
 		}
+		if err := checkChunk(b.ops[len(b.ops)-1].Msg.Data, len(chunk)); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// checkChunk checks that a NEWSETELEM payload (nfgenmsg header, then
+// attributes) carries exactly want elements: google/nftables truncates an
+// element list whose encoding outgrows the 16-bit attribute length without
+// an error, and a list cut short must never be sent.
+func checkChunk(data []byte, want int) error {
+	if len(data) < 4 {
+		return errors.New("element message shorter than its header")
+	}
+	got := -1
+	for off := 4; off+4 <= len(data); {
+		n := int(binary.NativeEndian.Uint16(data[off:]))
+		t := binary.NativeEndian.Uint16(data[off+2:]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
+		if n < 4 || off+n > len(data) {
+			return errors.New("element message: malformed attribute")
+		}
+		if t == unix.NFTA_SET_ELEM_LIST_ELEMENTS {
+			got = 0
+			for e := off + 4; e+4 <= off+n; got++ {
+				l := int(binary.NativeEndian.Uint16(data[e:]))
+				if l < 4 {
+					return errors.New("element message: malformed element")
+				}
+				e += (l + 3) &^ 3
+			}
+		}
+		off += (n + 3) &^ 3
+	}
+	if got != want {
+		return fmt.Errorf("the encoder put %d of %d elements into the message", max(got, 0), want)
 	}
 	return nil
 }

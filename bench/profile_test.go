@@ -1,0 +1,86 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hostwall/hostwall/compiler"
+	"github.com/hostwall/hostwall/integration"
+	"github.com/hostwall/hostwall/model"
+	"github.com/hostwall/hostwall/nft"
+)
+
+// -stages N runs TestApplyStages: the steps of `hostwall apply` in this
+// process for a policy of size N, timed one by one, so that `go test
+// -cpuprofile` or `-memprofile` shows where an apply spends its time.
+var stagesN = flag.Int("stages", 0, "time the steps of hostwall apply for a policy of this size (0: skip)")
+
+func TestApplyStages(t *testing.T) {
+	if *stagesN == 0 {
+		t.Skip("bench: TestApplyStages runs only with -stages N")
+	}
+	needLab(t, "ip", "nft")
+	dir := t.TempDir()
+	path, err := Write(dir, Spec{Addrs: *stagesN, Rules: *stagesN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := integration.NewNetns(t, "benchstages")
+	k := &nft.Netlink{NetNS: ns.Name, LockPath: filepath.Join(t.TempDir(), "lock")}
+	state := nft.State{Dir: t.TempDir()}
+	for i := range 3 {
+		deleteTable(ns)
+		var steps []string
+		last := time.Now()
+		step := func(name string) {
+			now := time.Now()
+			steps = append(steps, name+" "+ms(now.Sub(last)))
+			last = now
+		}
+		start := last
+		pol, diags := model.Load(path)
+		if err := diags.Err(); err != nil {
+			t.Fatal(err)
+		}
+		step("load")
+		rs, diags := compiler.Compile(pol, compiler.Options{})
+		if err := diags.Err(); err != nil {
+			t.Fatal(err)
+		}
+		step("compile")
+		var text bytes.Buffer
+		if err := nft.Print(&text, rs); err != nil {
+			t.Fatal(err)
+		}
+		step("print")
+		release, err := state.Reserve(16*int64(text.Len()) + 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		step("reserve")
+		if err := k.Replace(context.Background(), rs); err != nil {
+			t.Fatal(err)
+		}
+		step("replace")
+		release()
+		snap, err := k.Snapshot(context.Background(), rs.Table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		step("snapshot")
+		lg := &nft.LastGood{Policy: pol.Files, Time: time.Now(), Snapshot: snap.ZeroCounters()}
+		text.Reset()
+		if err := nft.Print(&text, rs); err != nil {
+			t.Fatal(err)
+		}
+		if err := state.SaveLastGood(lg, text.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+		step("save")
+		t.Logf("run %d N=%d total %s ms: %v", i, *stagesN, ms(time.Since(start)), steps)
+	}
+}
