@@ -179,7 +179,7 @@ func (t *tbl) strList(k string, single, allowEmpty bool) ([]item, bool) {
 		}
 	case []any:
 		if len(v) == 0 && !allowEmpty {
-			t.l.errf(t.valPos(k), "%q is an empty list; leave the key out instead", k)
+			t.l.errf(t.valPos(k), "%q is an empty list; list at least one item (leaving the key out means no restriction, not nothing)", k)
 			return nil, false
 		}
 		var out []item

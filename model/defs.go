@@ -152,6 +152,10 @@ func (l *loader) zones(top *tbl) {
 		if !zt.require("interfaces", `interfaces = ["eth0"]`) {
 			continue
 		}
+		if v, ok := zt.m["interfaces"].([]any); ok && len(v) == 0 {
+			l.errf(zt.valPos("interfaces"), "zone %q has no interfaces; list at least one (e.g. interfaces = [\"eth0\"])", name)
+			continue
+		}
 		items, _ := zt.strList("interfaces", false, false)
 		for _, it := range items {
 			if err := checkIface(it.s, true); err != nil {
@@ -389,8 +393,10 @@ func (l *loader) specs(t *tbl, k string, names bool) []ServiceSpec {
 	}
 	switch v := t.m[k].(type) {
 	case []any:
-		if len(v) == 0 {
-			l.errf(t.valPos(k), "%q is an empty list; leave the key out instead", k)
+		if len(v) == 0 && !names {
+			l.errf(t.valPos(k), "service %q is an empty list; list at least one spec (e.g. %s = \"tcp/22\")", k, k)
+		} else if len(v) == 0 {
+			l.errf(t.valPos(k), "%q is an empty list; list at least one service (leaving the key out means any service, not none)", k)
 		}
 		for i, x := range v {
 			one(x, indexPath(path, i))

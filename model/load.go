@@ -26,9 +26,26 @@ func Load(paths ...string) (*Policy, Diags) {
 	var srcs []Source
 	var d Diags
 	total := 0
+	// seen are the files read so far: a file named twice (directly and
+	// through its directory, or twice on the command line) would only
+	// report every name it defines as a duplicate of itself.
+	type seenFile struct {
+		path string
+		st   os.FileInfo
+	}
+	var seen []seenFile
 	readSource := func(path string, d *Diags) []Source {
 		if total > maxTotalSize {
 			return nil // reported once, at the file that crossed the limit
+		}
+		if st, err := os.Stat(path); err == nil {
+			for _, f := range seen {
+				if os.SameFile(f.st, st) {
+					d.Errorf(Pos{File: path}, "policy file named twice: it is the same file as %s, already read; name each file (or its directory) once", f.path)
+					return nil
+				}
+			}
+			seen = append(seen, seenFile{path, st})
 		}
 		out := readSource(path, d)
 		for _, s := range out {

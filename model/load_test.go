@@ -282,7 +282,8 @@ func TestServiceSpecsAndLimits(t *testing.T) {
 		{in: "sctp/9", want: ServiceSpec{Proto: ir.ProtoSCTP, DPorts: []ir.PortRange{{Lo: 9, Hi: 9}}, Text: "sctp/9"}},
 		{in: "ipv6-icmp/packet-too-big", want: ServiceSpec{Proto: ir.ProtoICMPv6, ICMPType: ptr(ir.ICMPType(2)), Text: "ipv6-icmp/packet-too-big"}},
 		{in: "tcp/70000", err: `service "tcp/70000": port 70000 is out of range 0-65535`},
-		{in: "tcp/-5", err: `service "tcp/-5": a port is missing; write a number 0-65535 or a range low-high`},
+		{in: "tcp/-5", err: `service "tcp/-5": port -5 is out of range 0-65535`},
+		{in: "tcp/-", err: `service "tcp/-": a port is missing; write a number 0-65535 or a range low-high`},
 		{in: "icmp/packet-too-big", err: `service "icmp/packet-too-big": unknown icmp type "packet-too-big"; use one of`},
 	}
 	for _, tc := range specs {

@@ -123,6 +123,10 @@ func looksLiteral(s string) bool {
 // parsePort reads a port number or "lo-hi" range.
 func parsePort(s string) (ir.PortRange, error) {
 	lo, hi, isRange := strings.Cut(s, "-")
+	if lo == "" && isRange && hi != "" && strings.Trim(hi, "0123456789") == "" {
+		// "-5" is a negative port, not a range with its low end missing.
+		return ir.PortRange{}, fmt.Errorf("port %s is out of range 0-65535", s)
+	}
 	l, err := parsePortNum(lo)
 	if err != nil {
 		return ir.PortRange{}, err
