@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -77,6 +76,7 @@ func TestBench(t *testing.T) {
 		ruleCountOpt: map[int]int{}, ruleCountPlain: map[int]int{},
 	}
 	bin := buildHostwall(t)
+	wrap := buildPeakRSS(t)
 	dirs := map[int]string{}
 	for _, n := range s.sizes {
 		dir := t.TempDir()
@@ -85,7 +85,7 @@ func TestBench(t *testing.T) {
 		}
 		dirs[n] = dir
 	}
-	t.Run("compile", func(t *testing.T) { benchCompile(t, s, bin, dirs, rep) })
+	t.Run("compile", func(t *testing.T) { benchCompile(t, s, wrap, bin, dirs, rep) })
 	t.Run("apply", func(t *testing.T) { benchApply(t, s, bin, dirs, rep) })
 	t.Run("packet", func(t *testing.T) { benchPacket(t, s, dirs, rep) })
 	if *full {
@@ -109,8 +109,41 @@ func buildHostwall(t *testing.T) string {
 	return bin
 }
 
-// timed runs a command and returns its wall time and peak RSS (KiB).
-func timed(t *testing.T, stdin string, name string, args ...string) (time.Duration, int64) {
+// buildPeakRSS builds bench/peakrss, which measures a command's peak RSS
+// (see its doc comment for why wait4 in this process cannot).
+func buildPeakRSS(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "peakrss")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/hostwall/hostwall/bench/peakrss")
+	if outb, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, outb)
+	}
+	return bin
+}
+
+// timedRSS runs a command under peakrss and returns its wall time and
+// peak RSS (KiB) as peakrss measured them.
+func timedRSS(t *testing.T, wrap string, name string, args ...string) (time.Duration, int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, wrap, append([]string{name}, args...)...)
+	cmd.Env = benchEnv()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
+	}
+	var wall, rss int64
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if _, err := fmt.Sscanf(lines[len(lines)-1], "peakrss: wall_ns=%d maxrss_kib=%d", &wall, &rss); err != nil {
+		t.Fatalf("peakrss output %q: %v", stderr.String(), err)
+	}
+	return time.Duration(wall), rss
+}
+
+// timed runs a command and returns its wall time.
+func timed(t *testing.T, stdin string, name string, args ...string) time.Duration {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -132,11 +165,7 @@ func timed(t *testing.T, stdin string, name string, args ...string) (time.Durati
 	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
 	}
-	var rss int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss
-	}
-	return d, rss
+	return d
 }
 
 // benchEnv is the environment of the commands the benchmark runs: no ssh
@@ -194,7 +223,7 @@ func countRules(rs *ir.Ruleset) int {
 	return n
 }
 
-func benchCompile(t *testing.T, s run, bin string, dirs map[int]string, rep *report) {
+func benchCompile(t *testing.T, s run, wrap, bin string, dirs map[int]string, rep *report) {
 	specs := []Spec{}
 	for _, n := range s.sizes {
 		specs = append(specs, Spec{Addrs: n, Rules: n})
@@ -217,7 +246,7 @@ func benchCompile(t *testing.T, s run, bin string, dirs map[int]string, rep *rep
 		var walls []time.Duration
 		var peak int64
 		for range s.compileRep {
-			d, rss := timed(t, "", bin, "compile", policy)
+			d, rss := timedRSS(t, wrap, bin, "compile", policy)
 			walls = append(walls, d)
 			peak = max(peak, rss)
 		}
@@ -312,7 +341,7 @@ func benchApply(t *testing.T, s run, bin string, dirs map[int]string, rep *repor
 		var apply, trans, nftf, ipt, ips []time.Duration
 		for range s.applyRep {
 			deleteTable(ns)
-			d, _ := timed(t, "", "ip", "netns", "exec", ns.Name, bin, "apply", "--state-dir", state, "--insecure-policy", "--force", filepath.Join(dir, "policy.toml"))
+			d := timed(t, "", "ip", "netns", "exec", ns.Name, bin, "apply", "--state-dir", state, "--insecure-policy", "--force", filepath.Join(dir, "policy.toml"))
 			apply = append(apply, d)
 
 			deleteTable(ns)
@@ -323,14 +352,14 @@ func benchApply(t *testing.T, s run, bin string, dirs map[int]string, rep *repor
 			trans = append(trans, time.Since(start))
 
 			deleteTable(ns)
-			d, _ = timed(t, "", "ip", "netns", "exec", ns.Name, "nft", "-f", script)
+			d = timed(t, "", "ip", "netns", "exec", ns.Name, "nft", "-f", script)
 			nftf = append(nftf, d)
 
 			emptyIPTables(t, ns, dir)
-			d, _ = timed(t, sets, "ip", "netns", "exec", ns.Name, "ipset", "restore")
+			d = timed(t, sets, "ip", "netns", "exec", ns.Name, "ipset", "restore")
 			ips = append(ips, d)
-			d4, _ := timed(t, v4, "ip", "netns", "exec", ns.Name, "iptables-legacy-restore")
-			d6, _ := timed(t, v6, "ip", "netns", "exec", ns.Name, "ip6tables-legacy-restore")
+			d4 := timed(t, v4, "ip", "netns", "exec", ns.Name, "iptables-legacy-restore")
+			d6 := timed(t, v6, "ip", "netns", "exec", ns.Name, "ip6tables-legacy-restore")
 			ipt = append(ipt, d4+d6)
 		}
 		deleteTable(ns)

@@ -69,7 +69,10 @@ func (r *report) markdown(s run) string {
 		"\"Plain\" is the same policy compiled with the optimisation off (one IR rule per",
 		"policy rule, as before issue 8).", "")
 	w("## Compile", "", fmt.Sprintf("`hostwall compile POLICY > /dev/null`, median of %d runs; peak RSS is the", s.compileRep),
-		"largest maximum resident set size of those runs (getrusage).", "")
+		"largest maximum resident set size of those runs, measured by bench/peakrss, a small",
+		"parent (a child of the large test process would report the test's own peak: Go starts",
+		"children with vfork, and the kernel folds the parent's high-water mark into the child's",
+		"at exec; results before issue 8's second round were inflated so).", "")
 	w(r.compile...)
 	w("", "## Apply", "",
 		fmt.Sprintf("Median of %d runs each, in milliseconds, into a fresh network namespace", s.applyRep),
