@@ -19,7 +19,7 @@ type ExportCmd struct {
 	Output      string   `short:"o" help:"Write to FILE, or rules.v4 and rules.v6 in DIR (default: standard output)." placeholder:"FILE|DIR" type:"path"`
 	IPSet       string   `name:"ipset" help:"Write the groups as an 'ipset restore' file and match them with -m set (large groups need it)." placeholder:"FILE" type:"path"`
 	GuardReject string   `help:"How a guard's reject is written (REJECT only exists in table filter, guards run in mangle): error, drop (the client times out), or mark (exact: the guard marks the packet with bits 0xf00000 and hostwall's filter chains reject it)." enum:"error,drop,mark" default:"error"`
-	Policy      []string `arg:"" name:"POLICY" help:"Policy files or directories." type:"path"`
+	Policy      []string `arg:"" name:"POLICY" help:"Policy files or directories (a directory contributes its *.toml files in lexical order)."`
 }
 
 // Help shows an example.
