@@ -158,11 +158,12 @@ func (l *loader) zones(top *tbl) {
 		}
 		items, _ := zt.strList("interfaces", false, false)
 		for _, it := range items {
-			if err := checkIface(it.s, true); err != nil {
+			name, err := zoneIface(it.s)
+			if err != nil {
 				l.errf(it.pos, "interface %q %v", it.s, err)
 				continue
 			}
-			z.Interfaces = append(z.Interfaces, Iface{Name: it.s, Pos: it.pos})
+			z.Interfaces = append(z.Interfaces, Iface{Name: name, Pos: it.pos})
 		}
 	}
 }

@@ -98,3 +98,37 @@ func TestEmptyLists(t *testing.T) {
 		})
 	}
 }
+
+// TestZoneIfaceLength: policy-format.md "Interface names are 1 to 15 bytes
+// ... (plus the trailing *)". A 15-byte name with the * is allowed and,
+// since no interface name is longer, matches exactly that interface.
+func TestZoneIfaceLength(t *testing.T) {
+	tests := []struct {
+		iface, want, err string
+	}{
+		{iface: "123456789012345", want: "123456789012345"},
+		{iface: "123456789012345*", want: "123456789012345"},
+		{iface: "12345678901234*", want: "12345678901234*"},
+		{iface: "vxlan*", want: "vxlan*"},
+		{iface: "1234567890123456", err: `a.toml:2:21: interface "1234567890123456" is 16 bytes long; an interface name has at most 15`},
+		{iface: "1234567890123456*", err: `a.toml:2:21: interface "1234567890123456*" is 16 bytes long; an interface name has at most 15`},
+		{iface: "*", err: `a.toml:2:21: interface "*" is empty; an interface name is 1 to 15 bytes of letters, digits, ., _ or -`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.iface, func(t *testing.T) {
+			p, d := LoadSources([]Source{{Name: "a.toml", Data: []byte("[zones]\nz = { interfaces = [\"" + tc.iface + "\"] }\n")}})
+			if tc.err != "" {
+				if len(d) != 1 || d[0].String() != tc.err {
+					t.Errorf("diags:\n%v\nwant:\n%s", d.Err(), tc.err)
+				}
+				return
+			}
+			if len(d) != 0 {
+				t.Fatal(d.Err())
+			}
+			if got := p.Zones[0].Interfaces[0].Name; got != tc.want {
+				t.Errorf("interface = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

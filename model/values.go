@@ -29,6 +29,18 @@ func checkTable(s string) error { return text.Table(s) }
 // "_" or "-", optionally followed by a "*" wildcard.
 func checkIface(s string, wildcard bool) error { return text.Iface(s, wildcard) }
 
+// zoneIface checks an interface of a zone and returns the name to match.
+// policy-format.md allows 15 bytes plus the trailing *; nft and iptables
+// take at most 15 bytes with the *, but interface names have at most 15
+// bytes, so a 15-byte prefix matches exactly the interface of that name,
+// and that is what it compiles to.
+func zoneIface(s string) (string, error) {
+	if n, ok := strings.CutSuffix(s, "*"); ok && len(n) == text.MaxIface {
+		s = n
+	}
+	return s, checkIface(s, true)
+}
+
 // checkText checks a comment: printable ASCII without `"` or `\`, at most
 // max bytes. Such text is never escaped, so it can never break out of a
 // quoted string in any output.
