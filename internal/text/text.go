@@ -89,7 +89,13 @@ func Name(s string) error {
 		return errors.New("is empty; a name starts with a letter, then letters, digits, _ or -")
 	case len(s) > MaxName:
 		return fmt.Errorf("is %d bytes long; a name has at most %d", len(s), MaxName)
-	case !IsLetter(s[0]):
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 { // "é" is a letter to its author, not to nft
+			return fmt.Errorf("has %s (not ASCII); a name is ASCII letters, digits, _ or -, starting with a letter", Describe(s[i]))
+		}
+	}
+	if !IsLetter(s[0]) {
 		return errors.New("must start with a letter, then letters, digits, _ or -")
 	}
 	for i := 0; i < len(s); i++ {
