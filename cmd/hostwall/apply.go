@@ -130,7 +130,7 @@ func (c *ApplyCmd) Run(env *Env) error {
 	if c.Confirm > 0 {
 		return c.applyConfirm(env, k, pol, rs, lg, where)
 	}
-	release, err := c.reserveState(rs)
+	text, release, err := c.reserveState(rs)
 	if err != nil {
 		return err
 	}
@@ -140,7 +140,7 @@ func (c *ApplyCmd) Run(env *Env) error {
 	}
 	fmt.Fprintf(env.Stderr, "hostwall: applied table inet %s%s\n", rs.Table, where)
 	release()
-	c.saveLastGood(env, k, rs, lg)
+	c.saveLastGood(env, k, rs, lg, text)
 	return nil
 }
 
@@ -148,20 +148,21 @@ func (c *ApplyCmd) Run(env *Env) error {
 // table before the kernel is touched, so that a read-only or full state
 // directory fails the apply with the previous firewall still in place. The
 // estimate is generous: the saved table (a netlink snapshot as JSON, and
-// the nft text) takes a few times the size of the nft text.
-func (c *ApplyCmd) reserveState(rs *ir.Ruleset) (release func(), err error) {
+// the nft text) takes a few times the size of the nft text. It returns
+// that text, which saveLastGood stores (printed once per apply).
+func (c *ApplyCmd) reserveState(rs *ir.Ruleset) (text []byte, release func(), err error) {
 	if c.State == "" {
-		return func() {}, nil
+		return nil, func() {}, nil
 	}
-	var text bytes.Buffer
-	if err := nft.Print(&text, rs); err != nil {
-		return nil, &policyError{fmt.Errorf("apply: %w", err)}
+	var buf bytes.Buffer
+	if err := nft.Print(&buf, rs); err != nil {
+		return nil, nil, &policyError{fmt.Errorf("apply: %w", err)}
 	}
-	release, err = nft.State{Dir: c.State}.Reserve(16*int64(text.Len()) + 1<<20)
+	release, err = nft.State{Dir: c.State}.Reserve(16*int64(buf.Len()) + 1<<20)
 	if err != nil {
-		return nil, &systemError{fmt.Errorf("apply: %w; the firewall was not changed", err)}
+		return nil, nil, &systemError{fmt.Errorf("apply: %w; the firewall was not changed", err)}
 	}
-	return release, nil
+	return buf.Bytes(), release, nil
 }
 
 // replace applies rs and classifies a failure.
@@ -177,8 +178,9 @@ func (c *ApplyCmd) replace(k nft.Kernel, rs *ir.Ruleset) error {
 }
 
 // saveLastGood stores what the kernel now holds as the last known good
-// table; a failure is only a warning (the apply itself succeeded).
-func (c *ApplyCmd) saveLastGood(env *Env, k nft.Kernel, rs *ir.Ruleset, lg *nft.LastGood) {
+// table, with text (rs as nft text, as reserveState printed it); a failure
+// is only a warning (the apply itself succeeded).
+func (c *ApplyCmd) saveLastGood(env *Env, k nft.Kernel, rs *ir.Ruleset, lg *nft.LastGood, text []byte) {
 	nk, ok := k.(*nft.Netlink)
 	if !ok || c.State == "" {
 		return
@@ -186,10 +188,7 @@ func (c *ApplyCmd) saveLastGood(env *Env, k nft.Kernel, rs *ir.Ruleset, lg *nft.
 	snap, err := nk.Snapshot(context.Background(), rs.Table)
 	if err == nil {
 		lg.Time, lg.Snapshot = time.Now().UTC(), snap.ZeroCounters()
-		var text bytes.Buffer
-		if err = nft.Print(&text, rs); err == nil {
-			err = nft.State{Dir: c.State}.SaveLastGood(lg, text.Bytes())
-		}
+		err = nft.State{Dir: c.State}.SaveLastGood(lg, text)
 	}
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "hostwall: warning: the last known good table was not saved: %v\n", err)
