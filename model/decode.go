@@ -38,6 +38,8 @@ type tbl struct {
 	path string
 	m    map[string]any
 	kind string
+	// kp caches the value positions keys() found, for valPos.
+	kp KeyPos
 }
 
 func (l *loader) table(f *fileCtx, path, kind string, m map[string]any) *tbl {
@@ -56,7 +58,12 @@ func (t *tbl) header() Pos {
 }
 
 // valPos is the position of the value of key k.
-func (t *tbl) valPos(k string) Pos { return t.f.idx.valPos(t.sub(k)) }
+func (t *tbl) valPos(k string) Pos {
+	if p, ok := t.kp[k]; ok {
+		return p
+	}
+	return t.f.idx.valPos(t.sub(k))
+}
 
 // keyPos is the position of key k.
 func (t *tbl) keyPos(k string) Pos { return t.f.idx.keyPos(t.sub(k)) }
@@ -83,10 +90,11 @@ func orderKeys(f *fileCtx, path string, m map[string]any) []string {
 
 // keys returns the value positions of every key.
 func (t *tbl) keys() KeyPos {
-	kp := KeyPos{}
+	kp := make(KeyPos, len(t.m))
 	for k := range t.m {
-		kp[k] = t.valPos(k)
+		kp[k] = t.f.idx.valPos(t.sub(k))
 	}
+	t.kp = kp
 	return kp
 }
 

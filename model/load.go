@@ -241,10 +241,16 @@ func LoadSources(srcs []Source) (*Policy, Diags) {
 	return l.p, l.d
 }
 
-// parse decodes one file; a syntax error is reported at its position.
+// parse decodes one file; a syntax error is reported at its position. The
+// position scan runs beside the decoding (they read the same bytes and
+// share nothing else): at 100,000 rules each takes about a third of a
+// load.
 func (l *loader) parse(src Source) *fileCtx {
+	idx := make(chan *posIndex, 1)
+	go func() { idx <- scanPositions(src.Name, src.Data) }()
 	var root map[string]any
 	_, err := toml.Decode(string(src.Data), &root)
+	positions := <-idx
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
@@ -269,7 +275,7 @@ func (l *loader) parse(src Source) *fileCtx {
 		name: src.Name,
 		dir:  filepath.Dir(src.Name),
 		root: root,
-		idx:  scanPositions(src.Name, src.Data),
+		idx:  positions,
 	}
 }
 

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 )
@@ -121,10 +122,13 @@ type posScanner struct {
 
 // scanPositions indexes the positions of every key and value in src.
 func scanPositions(file string, src []byte) *posIndex {
+	// About one key per line: sizing the maps up front spares the
+	// rehashing that otherwise takes a tenth of a large load.
+	n := bytes.Count(src, []byte{'\n'}) + 1
 	s := &posScanner{
 		src:  src,
 		line: 1,
-		idx:  &posIndex{file: file, keys: map[string]Pos{}, vals: map[string]Pos{}},
+		idx:  &posIndex{file: file, keys: make(map[string]Pos, n), vals: make(map[string]Pos, n)},
 		aot:  map[string]int{},
 	}
 	s.document()
