@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"syscall"
+	"time"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -156,6 +158,8 @@ type dumper struct {
 	// moved is set when answers came from different generations: the
 	// ruleset changed while it was read.
 	moved bool
+	// buf is the read buffer of dumps.
+	buf []byte
 }
 
 func (d *dumper) run(m int, flags netlink.HeaderFlags, attrs ...[]byte) ([]netlink.Message, error) {
@@ -163,7 +167,14 @@ func (d *dumper) run(m int, flags netlink.HeaderFlags, attrs ...[]byte) ([]netli
 	for _, a := range attrs {
 		data = append(data, a...)
 	}
-	msgs, err := d.conn.Execute(netlink.Message{Header: netlink.Header{Type: nftMsgType(m), Flags: netlink.Request | flags}, Data: data})
+	req := netlink.Message{Header: netlink.Header{Type: nftMsgType(m), Flags: netlink.Request | flags}, Data: data}
+	var msgs []netlink.Message
+	var err error
+	if flags&netlink.Dump != 0 {
+		msgs, err = d.dump(req)
+	} else {
+		msgs, err = d.conn.Execute(req)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -180,6 +191,76 @@ func (d *dumper) run(m int, flags netlink.HeaderFlags, attrs ...[]byte) ([]netli
 		out = append(out, msg)
 	}
 	return out, nil
+}
+
+// dumpBufSize is the read buffer of dumps. The kernel sizes each part of
+// a dump after the largest read the socket has seen (up to 32 KiB), and an
+// rbtree set's element dump walks the tree from its start again for every
+// part: mdlayher/netlink reads with one page, so a 100,000-interval set
+// came back in 4 KiB parts, with a walk of the tree for each (half a second
+// of kernel time at N = 100,000).
+const dumpBufSize = 64 << 10
+
+// dump sends a dump request and reads its answer with dumpBufSize reads,
+// up to NLMSG_DONE; an interrupted dump (NLM_F_DUMP_INTR: the ruleset
+// changed) marks the dumper moved, as a generation change does.
+func (d *dumper) dump(req netlink.Message) ([]netlink.Message, error) {
+	sent, err := d.conn.Send(req)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := d.conn.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	_ = d.conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	defer func() { _ = d.conn.SetReadDeadline(time.Time{}) }()
+	if d.buf == nil {
+		d.buf = make([]byte, dumpBufSize)
+	}
+	var out []netlink.Message
+	for {
+		var n int
+		var rerr error
+		err := raw.Read(func(fd uintptr) bool {
+			n, _, rerr = unix.Recvfrom(int(fd), d.buf, unix.MSG_DONTWAIT)
+			return rerr != unix.EAGAIN && rerr != unix.EWOULDBLOCK
+		})
+		if err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return nil, err
+		}
+		msgs, err := syscall.ParseNetlinkMessage(d.buf[:n])
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range msgs {
+			if m.Header.Seq != sent.Header.Sequence {
+				continue
+			}
+			if m.Header.Flags&unix.NLM_F_DUMP_INTR != 0 {
+				d.moved = true
+			}
+			switch m.Header.Type {
+			case unix.NLMSG_DONE, unix.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if errno := -int32(nativeUint32(m.Data[:4])); errno != 0 {
+						return nil, fmt.Errorf("dump: %w", unix.Errno(errno))
+					}
+				}
+				if m.Header.Type == unix.NLMSG_DONE {
+					return out, nil
+				}
+				continue
+			}
+			out = append(out, netlink.Message{
+				Header: netlink.Header{Length: m.Header.Len, Type: netlink.HeaderType(m.Header.Type), Flags: netlink.HeaderFlags(m.Header.Flags), Sequence: m.Header.Seq, PID: m.Header.Pid},
+				Data:   bytes.Clone(m.Data),
+			})
+		}
+	}
 }
 
 // Snapshot reads table (family inet) as the kernel holds it; a missing
