@@ -522,9 +522,13 @@ func (c *compilation) lintInputDefaults(ch *lintChainT) []finding {
 			ssh = true
 		}
 	}
+	verb := "drops"
+	if c.pol.Defaults.Input == model.ActionReject {
+		verb = "rejects"
+	}
 	if !ssh {
 		out = append(out, finding{pos, LintSSHLockout,
-			"input drops by default and no rule accepts new ssh connections (tcp/22) from anywhere: applying this policy over ssh locks you out; add an in rule with service = \"tcp/22\" from your management addresses"})
+			"input " + verb + " by default and no rule accepts new ssh connections (tcp/22) from anywhere: applying this policy over ssh locks you out; add an in rule with service = \"tcp/22\" from your management addresses"})
 	}
 	if c.pol.Defaults.ICMP == model.ICMPNone {
 		v6 := sp[1]
@@ -543,7 +547,7 @@ func (c *compilation) lintInputDefaults(ch *lintChainT) []finding {
 		if !both {
 			p := c.pol.Defaults.Keys["icmp"]
 			out = append(out, finding{p, LintNoND,
-				"input drops by default and icmp = \"none\" leaves IPv6 neighbour discovery (icmpv6 nd-neighbor-solicit and nd-neighbor-advert) unaccepted: IPv6 stops working; use icmp = \"essential\" or accept them in a rule"})
+				"input " + verb + " by default and icmp = \"none\" leaves IPv6 neighbour discovery (icmpv6 nd-neighbor-solicit and nd-neighbor-advert) unaccepted: IPv6 stops working; use icmp = \"essential\" or accept them in a rule"})
 		}
 	}
 	return out
