@@ -74,7 +74,7 @@ func TestNodeSelectionErrors(t *testing.T) {
 	}{
 		{"nodes and no --node", withNodes, "", `policy.toml:2:1: the policy has [nodes]; choose one with --node: node1, node2`},
 		{"unknown node", withNodes, "node3", `policy.toml:2:1: unknown node "node3"; the policy's nodes are: node1, node2`},
-		{"--node without nodes", "[defaults]\ninput = \"drop\"\n", "node1", `-: node "node1" was chosen, but the policy has no [nodes]; leave out --node`},
+		{"--node without nodes", "[defaults]\ninput = \"drop\"\n", "node1", `node "node1" was chosen, but the policy has no [nodes]; leave out --node`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

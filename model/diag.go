@@ -59,12 +59,17 @@ type Diag struct {
 	Msg string
 }
 
-// String returns "file:line:col: msg" (with "warning: " before warnings).
+// String returns "file:line:col: msg" (with "warning: " before warnings;
+// without the position when there is none).
 func (d Diag) String() string {
-	if d.Severity == Warning {
-		return d.Pos.String() + ": warning: " + d.Msg
+	prefix := d.Pos.String() + ": "
+	if d.Pos == (Pos{}) {
+		prefix = "" // a problem of the whole policy or of the command line
 	}
-	return d.Pos.String() + ": " + d.Msg
+	if d.Severity == Warning {
+		return prefix + "warning: " + d.Msg
+	}
+	return prefix + d.Msg
 }
 
 // Diags is a list of problems; Sort orders them by position.

@@ -30,6 +30,7 @@ func TestCompileExitCodes(t *testing.T) {
 	}{
 		{"example compiles", []string{"compile", "../../examples/mgmt-lockdown.toml"}, exitOK, "table inet hostwall {", ""},
 		{"nodes without --node lists the nodes", []string{"compile", "../../examples/cluster-roles.toml"}, exitPolicy, "", "choose one with --node: node1, node2, node3, node4"},
+		{"--node without [nodes]: no position, the command's name", []string{"compile", "--node", "x", "../../examples/mgmt-lockdown.toml"}, exitPolicy, "", "hostwall: node \"x\" was chosen, but the policy has no [nodes]"},
 		{"node chosen", []string{"compile", "--node", "node2", "../../examples/cluster-roles.toml"}, exitOK, "chain input {", ""},
 		{"bad policy: position and exit 1", []string{"compile", bad}, exitPolicy, "", bad + ":4:13: "},
 		{"missing file", []string{"compile", filepath.Join(dir, "nope.toml")}, exitPolicy, "", "nope.toml"},

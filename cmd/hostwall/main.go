@@ -93,6 +93,9 @@ func run(args []string, env Env) int {
 func report(w io.Writer, err error) int {
 	if diags, ok := model.AsDiags(err); ok {
 		for _, d := range diags {
+			if d.Pos == (model.Pos{}) {
+				fmt.Fprint(w, "hostwall: ")
+			}
 			fmt.Fprintln(w, d.String())
 		}
 		return exitPolicy
