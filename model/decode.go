@@ -104,9 +104,20 @@ func (t *tbl) checkKeys(allowed ...string) {
 		if !slices.Contains(allowed, k) {
 			s := slices.Clone(allowed)
 			slices.Sort(s)
-			t.l.errf(t.keyPos(k), "unknown key %q in %s; allowed: %s", k, t.kind, strings.Join(s, ", "))
+			t.l.errf(t.keyPos(k), "unknown key %q in %s; %sallowed: %s", k, t.kind, keyHint(t.kind, k), strings.Join(s, ", "))
 		}
 	}
+}
+
+// keyHint explains the mix-ups of zone keys between rule kinds.
+func keyHint(kind, key string) string {
+	switch {
+	case kind == "[[policy.forward]]" && key == "zone":
+		return "a forward rule names from_zone (input interface) and to_zone (output interface); "
+	case (kind == "[[policy.in]]" || kind == "[[policy.out]]") && (key == "from_zone" || key == "to_zone"):
+		return "from_zone and to_zone are for forward rules; an in rule's zone is its input interface, an out rule's its output interface; "
+	}
+	return ""
 }
 
 // require reports a missing key at the table's header.
