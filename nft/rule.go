@@ -36,3 +36,9 @@ func FormatRule(r *ir.Rule) (string, error) {
 	}
 	return s, nil
 }
+
+// FormatElements returns the elements of a named set as nft writes them
+// (an address, a prefix, or `a-b`), in order.
+func FormatElements(s *ir.Set) ([]string, error) {
+	return elements(s.Family, s.Elems)
+}

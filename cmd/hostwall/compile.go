@@ -12,7 +12,7 @@ import (
 // CompileCmd is `hostwall compile`: the dry run.
 type CompileCmd struct {
 	Node   string   `help:"Node of [nodes] to compile for (required when the policy has nodes)." placeholder:"NAME"`
-	Format string   `help:"Output format: nft." enum:"nft" default:"nft"`
+	Format string   `help:"Output format: nft (an nft -f script) or json (sets, chains and each rule's nft text with the policy position it came from)." enum:"nft,json" default:"nft"`
 	Policy []string `arg:"" name:"POLICY" help:"Policy files or directories (a directory contributes its *.toml files in lexical order)."`
 }
 
@@ -28,7 +28,12 @@ func (c *CompileCmd) Run(env *Env) error {
 		return err
 	}
 	var buf bytes.Buffer
-	if err := nft.Print(&buf, rs); err != nil {
+	if c.Format == "json" {
+		err = writeCompiledJSON(&buf, rs)
+	} else {
+		err = nft.Print(&buf, rs)
+	}
+	if err != nil {
 		return err
 	}
 	_, err = env.Stdout.Write(buf.Bytes())

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,4 +56,69 @@ func TestCompileExitCodes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCompileJSON: the JSON form lists the same sets and rules as the nft
+// text, each rule with the position of the TOML rule it came from.
+func TestCompileJSON(t *testing.T) {
+	for _, path := range examplePolicies(t) {
+		args := []string{"compile", path}
+		if strings.Contains(path, "cluster-roles") {
+			args = []string{"compile", "--node", "node1", path}
+		} else if strings.Contains(path, "nodeport-guard") {
+			args = []string{"compile", "--node", "worker1", path}
+		}
+		code, text, errs := runCLI(args...)
+		if code != exitOK {
+			t.Fatalf("%s: exit %d\n%s", path, code, errs)
+		}
+		code, js, errs := runCLI(append([]string{"compile", "--format", "json"}, args[1:]...)...)
+		if code != exitOK {
+			t.Fatalf("%s json: exit %d\n%s", path, code, errs)
+		}
+		var got compiledJSON
+		if err := json.Unmarshal([]byte(js), &got); err != nil {
+			t.Fatalf("%s: %v\n%s", path, err, js)
+		}
+		rules, positioned := 0, 0
+		for _, c := range got.Chains {
+			for _, r := range c.Rules {
+				rules++
+				if !strings.Contains(text, "\t\t"+r.Nft+"\n") {
+					t.Errorf("%s: rule %q of chain %s is not in the nft text", path, r.Nft, c.Name)
+				}
+				if r.Source.What == "" {
+					t.Errorf("%s: rule %q has no source", path, r.Nft)
+				}
+				if strings.HasPrefix(r.Source.What, "policy ") && r.Source.Line > 0 {
+					positioned++
+				}
+			}
+		}
+		if want := chainRuleLines(text); rules != want {
+			t.Errorf("%s: %d rules in json, %d in the nft text", path, rules, want)
+		}
+		if positioned == 0 {
+			t.Errorf("%s: no rule carries the position of a policy rule", path)
+		}
+		if len(got.Sets) != strings.Count(text, "\n\tset ") {
+			t.Errorf("%s: %d sets in json, %d in the nft text", path, len(got.Sets), strings.Count(text, "\n\tset "))
+		}
+	}
+}
+
+// chainRuleLines counts the rule lines inside chain blocks of nft text.
+func chainRuleLines(text string) int {
+	n, in := 0, false
+	for _, l := range strings.Split(text, "\n") {
+		switch {
+		case strings.HasPrefix(l, "\tchain "):
+			in = true
+		case in && l == "\t}":
+			in = false
+		case in && strings.HasPrefix(l, "\t\t") && !strings.HasPrefix(l, "\t\ttype "):
+			n++
+		}
+	}
+	return n
 }
