@@ -1,17 +1,21 @@
 package bench
 
 import (
+	"flag"
 	"testing"
 
 	"github.com/hostwall/hostwall/compiler"
 	"github.com/hostwall/hostwall/model"
 )
 
+var loadN = flag.Int("loadn", 10000, "the size of BenchmarkLoadCompile's policy")
+
 // BenchmarkLoadCompile loads and compiles the policy of 10,000 addresses
-// and rules: the part of `hostwall apply` before the kernel.
+// and rules (-loadn changes the size): the part of `hostwall apply` before
+// the kernel.
 func BenchmarkLoadCompile(b *testing.B) {
 	dir := b.TempDir()
-	path, err := Write(dir, Spec{Addrs: 10000, Rules: 10000})
+	path, err := Write(dir, Spec{Addrs: *loadN, Rules: *loadN})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -49,6 +49,7 @@ func optimize(rs *ir.Ruleset) {
 			c.Rules = optimizeRules(c.Rules)
 		}
 	}
+	dispatch(rs) // optimize_vmap.go
 }
 
 // optimizeRules returns rules with runs merged.
@@ -385,11 +386,21 @@ func otherFamily(a, b ir.Family) bool {
 // MergeStats counts, in a compiled ruleset, the merged rules of each kind
 // and the rules they stand for: "ports", "addrs", "ifaces", "protos",
 // "icmp" (one match's sets merged), "concat" (address . port), "same"
-// (identical rules). Tests and the benchmark print it.
+// (identical rules), and "vmap" (zone dispatch maps, and the rules of the
+// chains they jump to). Tests and the benchmark print it.
 func MergeStats(rs *ir.Ruleset) map[string][2]int {
 	out := map[string][2]int{}
 	for _, c := range rs.Chains {
 		for _, r := range c.Rules {
+			if v, ok := r.Verdict.(ir.VerdictMap); ok {
+				n := 0
+				for _, ch := range v.Chains() {
+					n += len(ch.Rules)
+				}
+				s := out["vmap"]
+				out["vmap"] = [2]int{s[0] + 1, s[1] + n}
+				continue
+			}
 			if len(r.Merged) == 0 {
 				continue
 			}

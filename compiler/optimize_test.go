@@ -26,7 +26,7 @@ func TestDifferentialOptimized(t *testing.T) {
 		policies, packets = 30, 300
 	}
 	fired := map[string][2]int{}
-	byMerged := 0
+	byMerged, byMap := 0, 0
 	total, seen := 0, map[string]int{}
 	for seed := range policies {
 		r := rand.New(rand.NewPCG(uint64(seed), 8))
@@ -46,11 +46,13 @@ func TestDifferentialOptimized(t *testing.T) {
 			fired[k] = [2]int{f[0] + v[0], f[1] + v[1]}
 		}
 		total += differential(t, name, text, p, r, packets, seen)
-		parts := map[*ir.Rule]bool{}
+		parts, mapped := map[*ir.Rule]bool{}, map[*ir.Rule]bool{}
 		for _, c := range opt.Chains {
 			for _, m := range c.Rules {
+				_, isMap := m.Verdict.(ir.VerdictMap)
 				for _, o := range m.Merged {
 					parts[o] = true
+					mapped[o] = mapped[o] || isMap
 				}
 			}
 		}
@@ -61,6 +63,9 @@ func TestDifferentialOptimized(t *testing.T) {
 			a, b := ir.Eval(opt, pkt), ir.Eval(plain, pkt)
 			if parts[a.Rule] {
 				byMerged++
+			}
+			if mapped[a.Rule] {
+				byMap++
 			}
 			if msg := sameResult(a, b); msg != "" {
 				bad++
@@ -73,10 +78,14 @@ func TestDifferentialOptimized(t *testing.T) {
 	t.Logf("merges over %d policies (kind: merged rules, rules they stand for): %v", policies, fired)
 	t.Logf("%d comparisons with the reference; decided by (kind/action): %v", total, seen)
 	t.Logf("%d packets were decided by a rule inside a merged rule", byMerged)
+	t.Logf("%d packets were decided by a rule reached through a zone dispatch map", byMap)
+	if byMap < policies {
+		t.Errorf("only %d packets were decided through zone dispatch maps: the comparison proves little", byMap)
+	}
 	if byMerged < policies {
 		t.Errorf("only %d packets were decided by merged rules: the comparison proves little", byMerged)
 	}
-	for _, k := range []string{"ports", "addrs", "ifaces", "concat", "same", "protos"} {
+	for _, k := range []string{"ports", "addrs", "ifaces", "concat", "same", "protos", "vmap"} {
 		if fired[k][0] == 0 {
 			t.Errorf("the %q merge never fired: the generator no longer exercises it", k)
 		}
@@ -214,6 +223,44 @@ func genMergeable(r *rand.Rand) string {
 			w("  comment = \"odd one\"\n")
 		case chance(15):
 			w("  state = \"new\"\n")
+		}
+		w("\n")
+	}
+	// Zone dispatch: a block of rules of one hook whose zones vary and
+	// whose verdicts differ, so that they do not merge into one set but
+	// go to per-zone chains of a verdict map; the odd wildcard zone, log
+	// rule or zone-less rule ends a run.
+	if chance(3) {
+		return b.String()
+	}
+	exact := []string{"z0", "z1", "z2", "z4", "z5"}
+	hook := pick("in", "out", "forward")
+	for range 5 + r.IntN(12) {
+		w("  [[policy.%s]]\n", hook)
+		zone := pick(exact...)
+		if chance(12) {
+			zone = pick("z3", "z6") // a wildcard: cannot be a map key
+		}
+		switch {
+		case chance(15):
+			// no zone
+		case hook == "forward":
+			w("  from_zone = %q\n", zone)
+			if chance(3) {
+				w("  to_zone = %q\n", pick(exact...))
+			}
+		default:
+			w("  zone = %q\n", zone)
+		}
+		if chance(2) {
+			w("  from = %q\n", pick(v4(), v6()))
+		}
+		w("  service = \"%s/%d\"\n", pick("tcp", "udp"), ports[r.IntN(len(ports))])
+		if a := pick("accept", "drop", "reject"); a != "accept" {
+			w("  action = %q\n", a)
+		}
+		if chance(10) {
+			w("  log = true\n")
 		}
 		w("\n")
 	}

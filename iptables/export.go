@@ -442,7 +442,13 @@ func (x *exporter) walk(c *ir.Chain, t *table, reach map[*table][]*ir.Chain, sta
 		return
 	}
 	stack = append(stack, c)
+	var rules []*ir.Rule
 	for _, r := range c.Rules {
+		if r != nil {
+			rules = append(rules, unmerged(r)...) // a map's rules are written inline
+		}
+	}
+	for _, r := range rules {
 		if r == nil {
 			continue
 		}

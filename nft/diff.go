@@ -292,6 +292,9 @@ func elemTexts(s *nftables.Set, elems []nftables.SetElement) []string {
 		if e.VerdictData != nil {
 			return text + " : " + verdictWord(e.VerdictData)
 		}
+		if v, ok := rawVerdict(e.Val); ok && s.IsMap {
+			return text + " : " + verdictWord(v) // a verdict map element as read back
+		}
 		if len(e.Val) > 0 {
 			return text + fmt.Sprintf(" : 0x%x", e.Val)
 		}

@@ -778,6 +778,8 @@ func (c *ruleCtx) verdict(v ir.Verdict) error {
 		c.add(&expr.Verdict{Kind: expr.VerdictDrop})
 	case ir.Return:
 		c.add(&expr.Verdict{Kind: expr.VerdictReturn})
+	case ir.VerdictMap:
+		return c.lowerVmap(v)
 	case ir.Jump:
 		if v.Chain == nil || !c.l.chains[v.Chain] {
 			return errors.New("jump to a chain that is not in the ruleset")

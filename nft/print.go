@@ -669,6 +669,8 @@ func (p *printer) verdict(r *ir.Rule) (string, error) {
 	case ir.SNAT, ir.DNAT, ir.Masquerade, ir.ClampMSS:
 		s, _, err := gatewayVerdict(r)
 		return s, err
+	case ir.VerdictMap:
+		return p.verdictMap(v)
 	case ir.Jump:
 		if v.Chain == nil {
 			return "", errors.New("jump: no chain")

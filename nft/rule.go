@@ -24,11 +24,21 @@ func FormatRule(r *ir.Rule) (string, error) {
 			p.sets[am.Set] = true
 		}
 	}
-	if j, ok := r.Verdict.(ir.Jump); ok && j.Chain != nil {
-		if err := checkName("chain", j.Chain.Name); err != nil {
+	var targets []*ir.Chain
+	switch v := r.Verdict.(type) {
+	case ir.Jump:
+		targets = []*ir.Chain{v.Chain}
+	case ir.VerdictMap:
+		targets = v.Chains()
+	}
+	for _, c := range targets {
+		if c == nil {
+			continue
+		}
+		if err := checkName("chain", c.Name); err != nil {
 			return "", fmt.Errorf("nft: format rule: %w", err)
 		}
-		p.chains[j.Chain] = true
+		p.chains[c] = true
 	}
 	s, err := p.rule(r)
 	if err != nil {

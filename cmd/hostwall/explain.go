@@ -97,6 +97,8 @@ func explain(w io.Writer, pol *model.Policy, node string, pkt ir.Packet, res ir.
 				if v.Chain != nil {
 					fmt.Fprintf(w, "%s    jump to %s\n", ind, v.Chain.Name)
 				}
+			case ir.VerdictMap:
+				fmt.Fprintf(w, "%s    zone dispatch: jump to the chain of this interface's rules\n", ind)
 			case ir.Return:
 				fmt.Fprintf(w, "%s    return\n", ind)
 			case ir.ClampMSS:

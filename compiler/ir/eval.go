@@ -302,6 +302,30 @@ func runChain(c *Chain, p Packet, trace *[]Step, depth int) (decision, bool) {
 		if !ok {
 			continue
 		}
+		if v, ok := r.Verdict.(VerdictMap); ok {
+			// Zone dispatch (vmap.go): the map itself decides where the
+			// packet goes, not the rules it lists in Merged.
+			target := v.Lookup(p.IIF)
+			if v.Dir == Out {
+				target = v.Lookup(p.OIF)
+			}
+			if target == nil {
+				continue // no element: the rule does not match
+			}
+			*trace = append(*trace, Step{Kind: StepRule, Chain: c, Rule: r, Index: i, Verdict: v, Depth: depth})
+			if depth+1 > maxJumpDepth {
+				return decision{rule: r, chain: c, err: fmt.Errorf("jumps nested deeper than %d at rule %d of chain %s (a loop?)", maxJumpDepth, i, c.Name)}, true
+			}
+			if d, done := runChain(target, p, trace, depth+1); done {
+				// The map's chains hold rules of c: a decision there is
+				// reported as c's, as the plain list would.
+				if d.chain == target {
+					d.chain = c
+				}
+				return d, true
+			}
+			continue
+		}
 		// A merged rule is reported as the first of its rules that
 		// matches (concat.go); its verdict is theirs.
 		orig, err := MergedRule(r, p)
