@@ -1,6 +1,7 @@
 package model
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -253,6 +254,9 @@ func (l *loader) groupFile(g *Group, f *fileCtx, name string, p Pos) {
 		return
 	}
 	line, nerr := 0, len(l.d)
+	// About one address a line: growing Members step by step would copy
+	// a 100,000-entry list many times over.
+	g.Members = slices.Grow(g.Members, min(bytes.Count(data, []byte{'\n'})+1, maxGroupFileEntries))
 	for text := range strings.Lines(string(data)) {
 		line++
 		if len(l.d)-nerr >= maxFileErrors {

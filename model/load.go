@@ -140,9 +140,21 @@ func readLimited(path string) ([]byte, error) {
 		return nil, unwrapPathErr(err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
+	// Read into a buffer of the size stat saw (one more byte shows a file
+	// that grew): io.ReadAll alone would grow its buffer step by step.
+	data := make([]byte, st.Size()+1)
+	n, err := io.ReadFull(f, data)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		data = data[:n]
+	case err != nil:
 		return nil, err
+	default: // the file grew since stat: read on, within the limit
+		rest, err := io.ReadAll(io.LimitReader(f, maxFileSize+1-int64(n)))
+		if err != nil {
+			return nil, err
+		}
+		data = append(data, rest...)
 	}
 	if len(data) > maxFileSize {
 		return nil, fmt.Errorf("file is larger than the limit of %d bytes (64 MiB); split it into smaller files", maxFileSize)
