@@ -255,8 +255,9 @@ func (l *loader) groupFile(g *Group, f *fileCtx, name string, p Pos) {
 	}
 	line, nerr := 0, len(l.d)
 	// About one address a line: growing Members step by step would copy
-	// a 100,000-entry list many times over.
-	g.Members = slices.Grow(g.Members, min(bytes.Count(data, []byte{'\n'})+1, maxGroupFileEntries))
+	// a 100,000-entry list many times over. The guess is capped, so that a
+	// file of blank lines or comments cannot make it take much memory.
+	g.Members = slices.Grow(g.Members, min(bytes.Count(data, []byte{'\n'})+1, 1<<17))
 	for text := range strings.Lines(string(data)) {
 		line++
 		if len(l.d)-nerr >= maxFileErrors {
