@@ -51,12 +51,14 @@ func settings() run {
 type report struct {
 	compile []string
 	apply   []string
+	steps   []string
 	packet  []string
 	notes   []string
 	// for the targets
 	compileBig     compileResult
 	applyRatios    map[int][2]float64 // N: hostwall apply / nft -f, transaction / nft -f
 	applyTimes     map[int]time.Duration
+	stepTimes      map[int]map[string]time.Duration // N: step of applySteps: median
 	compileTimes   map[int]time.Duration
 	connEmpty      float64
 	connPolicy0    float64
@@ -72,7 +74,8 @@ func TestBench(t *testing.T) {
 	s := settings()
 	rep := &report{
 		applyRatios: map[int][2]float64{}, applyTimes: map[int]time.Duration{}, compileTimes: map[int]time.Duration{},
-		connOpt: map[int]float64{}, connPlain: map[int]float64{}, connIPTables: map[int]float64{},
+		stepTimes: map[int]map[string]time.Duration{},
+		connOpt:   map[int]float64{}, connPlain: map[int]float64{}, connIPTables: map[int]float64{},
 		ruleCountOpt: map[int]int{}, ruleCountPlain: map[int]int{},
 	}
 	bin := buildHostwall(t)
@@ -325,6 +328,12 @@ func benchApply(t *testing.T, s run, bin string, dirs map[int]string, rep *repor
 	rep.apply = append(rep.apply,
 		"| N | `hostwall apply` | netlink transaction | `nft -f` | apply / nft | transaction / nft | `iptables-legacy-restore` v4 + v6 | `ipset restore` |",
 		"|---:|---:|---:|---:|---:|---:|---:|---:|")
+	head, rule := "| N |", "|---:|"
+	for _, name := range stepNames {
+		head += " " + name + " |"
+		rule += "---:|"
+	}
+	rep.steps = append(rep.steps, head+" `nft -f` (for comparison) |", rule+"---:|")
 	for _, n := range s.sizes {
 		dir := dirs[n]
 		rs := load(t, dir, false)
@@ -362,6 +371,23 @@ func benchApply(t *testing.T, s run, bin string, dirs map[int]string, rep *repor
 			d6 := timed(t, v6, "ip", "netns", "exec", ns.Name, "ip6tables-legacy-restore")
 			ipt = append(ipt, d4+d6)
 		}
+		// The steps of hostwall apply, in this process.
+		steps := make([][]time.Duration, len(stepNames))
+		for range s.applyRep {
+			for i, d := range applySteps(t, ns, k, nft.State{Dir: state}, filepath.Join(dir, "policy.toml")) {
+				steps[i] = append(steps[i], d)
+			}
+		}
+		row := fmt.Sprintf("| %d |", n)
+		for i := range stepNames {
+			m := median(steps[i])
+			row += " " + ms(m) + " |"
+			if rep.stepTimes[n] == nil {
+				rep.stepTimes[n] = map[string]time.Duration{}
+			}
+			rep.stepTimes[n][stepNames[i]] = m
+		}
+		rep.steps = append(rep.steps, row+" "+ms(median(nftf))+" |")
 		deleteTable(ns)
 		emptyIPTables(t, ns, dir)
 		ma, mt, mn := median(apply), median(trans), median(nftf)
