@@ -58,7 +58,8 @@ type RuleInfo struct {
 	Counter bool   `json:"counter"`
 	Packets uint64 `json:"packets"`
 	Bytes   uint64 `json:"bytes"`
-	// Verdict is accept, drop, reject, jump CHAIN, return, or "" (continue).
+	// Verdict is accept, drop, reject, jump CHAIN, return, vmap (a zone
+	// dispatch map), or "" (continue).
 	Verdict string `json:"verdict,omitempty"`
 	Comment string `json:"comment,omitempty"`
 	// Source is `file:line:col what` of the policy rule, when known.
@@ -148,6 +149,10 @@ func ruleInfo(i int, r *nftables.Rule) RuleInfo {
 			ri.Verdict = "reject"
 		case *expr.Verdict:
 			ri.Verdict = verdictWord(e)
+		case *expr.Lookup:
+			if e.IsDestRegSet && e.DestRegister == 0 {
+				ri.Verdict = "vmap" // zone dispatch: a verdict map jumps
+			}
 		}
 	}
 	ri.Comment, _ = userdata.GetString(r.UserData, udataComment)

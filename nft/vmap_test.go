@@ -50,6 +50,18 @@ func TestPrintVerdictMap(t *testing.T) {
 	if _, err := Lower(vmapRuleset()); err != nil {
 		t.Errorf("Lower: %v", err)
 	}
+	// status names the map rule's verdict.
+	f := &Fake{}
+	if err := f.Replace(context.Background(), vmapRuleset()); err != nil {
+		t.Fatal(err)
+	}
+	tb, err := f.List(context.Background(), "hostwall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := tb.Chains[0].Rules[0].Verdict; v != "vmap" {
+		t.Errorf("status shows the map rule's verdict as %q, want vmap", v)
+	}
 }
 
 // Maps the kernel or nft would refuse are refused by both the printer and
