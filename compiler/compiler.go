@@ -77,6 +77,15 @@ type compilation struct {
 	sets map[string]*ir.Set
 }
 
+// CheckNode reports why name is not a node p can be compiled for: an
+// unknown node, a node given to a policy without [nodes], or (for name "")
+// a policy with [nodes]. Commands that take --node check it up front.
+func CheckNode(p *model.Policy, name string) model.Diags {
+	var diags model.Diags
+	selectNode(p, name, &diags)
+	return diags
+}
+
 // selectNode finds the node to compile for, or reports why there is none.
 func selectNode(p *model.Policy, name string, diags *model.Diags) *model.Node {
 	if len(p.Nodes) == 0 {

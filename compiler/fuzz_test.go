@@ -37,13 +37,7 @@ func FuzzCompile(f *testing.F) {
 		if d.HasErrors() {
 			return
 		}
-		nodes := []string{""}
-		if len(p.Nodes) > 0 {
-			nodes = nil
-			for _, n := range p.Nodes {
-				nodes = append(nodes, n.Name)
-			}
-		}
+		nodes := p.CompileNodes()
 		for _, node := range nodes {
 			rs, d := Compile(p, Options{Node: node})
 			if d.HasErrors() {

@@ -39,13 +39,7 @@ func compileAll(t *testing.T, paths ...string) map[string][]byte {
 	if err := diags.Err(); err != nil {
 		t.Fatalf("load %v:\n%v", paths, err)
 	}
-	nodes := []string{""}
-	if len(pol.Nodes) > 0 {
-		nodes = nil
-		for _, n := range pol.Nodes {
-			nodes = append(nodes, n.Name)
-		}
-	}
+	nodes := pol.CompileNodes()
 	out := map[string][]byte{}
 	for _, n := range nodes {
 		rs, diags := compiler.Compile(pol, compiler.Options{Node: n})

@@ -62,11 +62,8 @@ type finding struct {
 func Lint(p *model.Policy, opts LintOptions) model.Diags {
 	var diags model.Diags
 	nodes := []string{opts.Node}
-	if opts.Node == "" && len(p.Nodes) > 0 {
-		nodes = nodes[:0]
-		for _, n := range p.Nodes {
-			nodes = append(nodes, n.Name)
-		}
+	if opts.Node == "" {
+		nodes = p.CompileNodes()
 	}
 	type key struct {
 		pos     model.Pos

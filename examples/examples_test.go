@@ -135,13 +135,7 @@ func TestExamplesCompileForEveryNode(t *testing.T) {
 			if err := diags.Err(); err != nil {
 				t.Fatalf("load: %v", err)
 			}
-			nodes := []string{""}
-			if len(p.Nodes) > 0 {
-				nodes = nodes[:0]
-				for _, n := range p.Nodes {
-					nodes = append(nodes, n.Name)
-				}
-			}
+			nodes := p.CompileNodes()
 			for _, node := range nodes {
 				var outs [2][]byte
 				for i := range outs {

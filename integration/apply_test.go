@@ -41,13 +41,7 @@ func compiledExamples(t *testing.T) []example {
 		if err := diags.Err(); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		nodes := []string{""}
-		if len(pol.Nodes) > 0 {
-			nodes = nil
-			for _, n := range pol.Nodes {
-				nodes = append(nodes, n.Name)
-			}
-		}
+		nodes := pol.CompileNodes()
 		for _, node := range nodes {
 			rs, diags := compiler.Compile(pol, compiler.Options{Node: node})
 			if err := diags.Err(); err != nil {

@@ -127,13 +127,7 @@ func TestNftExamples(t *testing.T) {
 			t.Errorf("%s: load: %v", path, err)
 			continue
 		}
-		nodes := []string{""}
-		if len(pol.Nodes) > 0 {
-			nodes = nodes[:0]
-			for _, nd := range pol.Nodes {
-				nodes = append(nodes, nd.Name)
-			}
-		}
+		nodes := pol.CompileNodes()
 		for _, node := range nodes {
 			n++
 			t.Run(fmt.Sprintf("%s/node=%s", filepath.Base(path), node), func(t *testing.T) {

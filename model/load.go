@@ -331,6 +331,19 @@ func (p *Policy) Node(name string) *Node {
 	return nil
 }
 
+// CompileNodes returns what the policy can be compiled for: the names of
+// its nodes in definition order, or one "" (no node) when it has none.
+func (p *Policy) CompileNodes() []string {
+	if len(p.Nodes) == 0 {
+		return []string{""}
+	}
+	out := make([]string, len(p.Nodes))
+	for i, n := range p.Nodes {
+		out[i] = n.Name
+	}
+	return out
+}
+
 // RoleNodes returns the nodes that have role, in definition order.
 func (p *Policy) RoleNodes(role string) []*Node {
 	var out []*Node

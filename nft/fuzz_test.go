@@ -38,13 +38,7 @@ func printPolicy(t testing.TB, policy []byte) []string {
 	if d.HasErrors() {
 		return nil
 	}
-	nodes := []string{""}
-	if len(p.Nodes) > 0 {
-		nodes = nil
-		for _, n := range p.Nodes {
-			nodes = append(nodes, n.Name)
-		}
-	}
+	nodes := p.CompileNodes()
 	var out []string
 	for _, node := range nodes {
 		rs, d := compiler.Compile(p, compiler.Options{Node: node})

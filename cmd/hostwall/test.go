@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 
 	"github.com/hostwall/hostwall/compiler"
@@ -91,19 +90,10 @@ func (c *TestCmd) Run(env *Env) error {
 	if err := diags.Err(); err != nil {
 		return err
 	}
-	if c.Node != "" && pol.Node(c.Node) == nil {
-		var d model.Diags
-		var names []string
-		for _, n := range pol.Nodes {
-			names = append(names, n.Name)
+	if c.Node != "" {
+		if err := compiler.CheckNode(pol, c.Node).Err(); err != nil {
+			return err
 		}
-		if len(names) == 0 {
-			d.Errorf(model.Pos{}, "--node %q was given, but the policy has no [nodes]; leave out --node", c.Node)
-		} else {
-			slices.Sort(names)
-			d.Errorf(pol.Nodes[0].Pos, "unknown node %q; the policy's nodes are: %s", c.Node, strings.Join(names, ", "))
-		}
-		return d.Err()
 	}
 	results, err := runTests(pol, c.Node)
 	if err != nil {
