@@ -39,6 +39,13 @@ func TestKernelAgreement(t *testing.T) {
 	totals := map[string]int{}
 	for _, ex := range compiledExamples(t) {
 		g := newAgreementGrid(ex)
+		for _, c := range ex.rs.Chains {
+			// A regular chain the grid never read (reached some new way)
+			// would leave its rules without probes.
+			if c.Base == nil && len(c.Rules) > 0 && !g.visited[c] {
+				t.Errorf("%s: the grid takes no samples from chain %s", ex.name, c.Name)
+			}
+		}
 		cases, skipped := g.cases()
 		if len(cases) == 0 {
 			t.Errorf("%s: the grid is empty", ex.name)
@@ -126,6 +133,8 @@ type agreementGrid struct {
 	in     gridSamples
 	fwd    *gridSamples // nil: the example does not route
 	nodes  []netip.Addr // the node's own addresses
+	// visited are the chains the samples were read from.
+	visited map[*ir.Chain]bool
 }
 
 // gridSamples are the values one direction's rules look at.
@@ -150,7 +159,7 @@ var (
 )
 
 func newAgreementGrid(ex example) *agreementGrid {
-	g := &agreementGrid{ex: ex, nodes: nodeAddrs(ex.pol, ex.node)}
+	g := &agreementGrid{ex: ex, nodes: nodeAddrs(ex.pol, ex.node), visited: map[*ir.Chain]bool{}}
 	names := map[string]bool{NoZoneIface(ex.rs): true}
 	for _, z := range ex.pol.Zones {
 		for _, i := range z.Interfaces {
@@ -220,9 +229,15 @@ func (g *agreementGrid) samples(hooks []ir.Hook) gridSamples {
 			return
 		}
 		seen[c] = true
+		g.visited[c] = true
 		for _, r := range c.Rules {
-			if j, ok := r.Verdict.(ir.Jump); ok {
-				walk(j.Chain)
+			switch v := r.Verdict.(type) {
+			case ir.Jump:
+				walk(v.Chain)
+			case ir.VerdictMap:
+				for _, c := range v.Chains() {
+					walk(c)
+				}
 			}
 			for _, m := range r.Matches {
 				switch m := m.(type) {
@@ -235,6 +250,23 @@ func (g *agreementGrid) samples(hooks []ir.Hook) gridSamples {
 						s.src = append(s.src, rangeSamples(elems)...)
 					} else {
 						s.dst = append(s.dst, rangeSamples(elems)...)
+					}
+				case ir.ConcatMatch:
+					if m.Proto != ir.ProtoTCP && m.Proto != ir.ProtoUDP {
+						continue
+					}
+					for _, e := range m.Elems {
+						a := []netip.Addr{e.Addr}
+						if m.AddrField == ir.Src {
+							s.src = append(s.src, a...)
+						} else {
+							s.dst = append(s.dst, a...)
+						}
+						if m.PortField == ir.Dst {
+							s.dports[m.Proto] = append(s.dports[m.Proto], portSamples([]ir.PortRange{{Lo: e.Port, Hi: e.Port}})...)
+						} else {
+							s.sports[m.Proto] = append(s.sports[m.Proto], portSamples([]ir.PortRange{{Lo: e.Port, Hi: e.Port}})...)
+						}
 					}
 				case ir.PortMatch:
 					if m.Proto != ir.ProtoTCP && m.Proto != ir.ProtoUDP {
