@@ -104,7 +104,10 @@ func CheckLockout(rs *ir.Ruleset, s Session) []Cut {
 	if len(ifaces) == 0 {
 		ifaces = []string{""}
 	}
-	client, server := s.Client.Addr().Unmap(), s.Server.Addr().Unmap()
+	// A scoped address (sshd writes a link-local peer as fe80::7%eth0)
+	// is the same address to the firewall: the scope must not hide it
+	// from address rules.
+	client, server := s.Client.Addr().Unmap().WithZone(""), s.Server.Addr().Unmap().WithZone("")
 	var cuts []Cut
 	for _, st := range sessionStages {
 		var first *Cut
@@ -160,5 +163,5 @@ func joinHostPort(h, p string) string {
 }
 
 func unmapPort(a netip.AddrPort) netip.AddrPort {
-	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+	return netip.AddrPortFrom(a.Addr().Unmap().WithZone(""), a.Port())
 }

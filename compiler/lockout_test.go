@@ -80,6 +80,26 @@ zone = "mgmt"
   [[policy.in]]
   service = "tcp/22"
 `, "198.18.6.7 50022 198.18.0.1 22", []string{"eth0"}, []string{"iif eth0 (new connection"}},
+		// sshd writes a link-local peer with its scope (getnameinfo
+		// appends %IFACE); the scope must not hide the client from an
+		// address rule.
+		{"link-local client with a scope, rejected by address", `
+[defaults]
+input = "accept"
+[[policy]]
+name = "block"
+  [[policy.in]]
+  from = "fe80::7"
+  action = "reject"
+`, "fe80::7%eth0 50022 fe80::1%eth0 22", []string{"eth0"},
+			[]string{`policy "block" in[0] (chain input) rejects the session's packet in fe80::7:50022 -> fe80::1:22 iif eth0`}},
+		{"link-local client with a scope, accepted by address", `
+[[policy]]
+name = "ssh"
+  [[policy.in]]
+  service = "tcp/22"
+  from = "fe80::7"
+`, "fe80::7%eth0 50022 fe80::1%eth0 22", []string{"eth0"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, rs := compileText(t, tc.policy, "")
@@ -119,6 +139,7 @@ func TestParseSSHConnection(t *testing.T) {
 		{"198.18.0.2 50022 198.18.0.1 22", "198.18.0.2:50022", "198.18.0.1:22", false},
 		{"fd00::2 50022 fd00::1 2222", "[fd00::2]:50022", "[fd00::1]:2222", false},
 		{"::ffff:198.18.0.2 50022 ::ffff:198.18.0.1 22", "198.18.0.2:50022", "198.18.0.1:22", false},
+		{"fe80::2%eth0 50022 fe80::1%eth0 22", "[fe80::2]:50022", "[fe80::1]:22", false},
 		{"198.18.0.2 50022 198.18.0.1", "", "", true},
 		{"198.18.0.2 x 198.18.0.1 22", "", "", true},
 		{"", "", "", true},
