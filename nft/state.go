@@ -23,6 +23,7 @@ const (
 	pendingFile      = "pending.json"
 	rollbackFile     = "last-rollback.json"
 	stateLockFile    = "state.lock"
+	applyLockFile    = "apply.lock"
 )
 
 // State is hostwall's state directory: the last known good table (written
@@ -79,11 +80,24 @@ var ErrNoState = errors.New("no such state")
 func (s State) path(name string) string { return filepath.Join(s.Dir, name) }
 
 // lock takes the state directory's exclusive lock (blocking).
-func (s State) lock() (func(), error) {
+func (s State) lock() (func(), error) { return s.lockFile(stateLockFile) }
+
+// ApplyLock takes the state directory's apply lock (blocking). An apply
+// --confirm holds it from recording its pending apply until it has set
+// the real deadline (after its transaction); the rollback helper takes it
+// before it rolls back at a deadline. So the helper never restores the
+// previous table ahead of the apply's own transaction, which would then
+// leave the new table in place with nothing pending to roll it back. The
+// kernel drops the lock when its holder dies, so a dead apply does not
+// hold the helper up.
+func (s State) ApplyLock() (unlock func(), err error) { return s.lockFile(applyLockFile) }
+
+// lockFile takes an exclusive flock on name in the state directory.
+func (s State) lockFile(name string) (func(), error) {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	f, err := os.OpenFile(s.path(stateLockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(s.path(name), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("state lock: %w", err)
 	}

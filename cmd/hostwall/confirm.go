@@ -66,8 +66,21 @@ func (c *ApplyCmd) applyConfirm(env *Env, k nft.Kernel, pol *model.Policy, rs *i
 		return &systemError{fmt.Errorf("apply: %w", err)}
 	}
 	// A provisional deadline, in case this process dies during the apply;
-	// the real one counts from the end of the apply. (A restore waits for
-	// the transaction lock, so it never overtakes the apply.)
+	// the real one counts from the end of the apply. The helper waits for
+	// the apply lock before it acts on a deadline, and this process holds
+	// it until the real deadline is set: a restore waiting only for the
+	// transaction lock could run before this apply's transaction (a short
+	// --confirm, a slow lowering) and leave the new table unconfirmed.
+	unlockApply, err := st.ApplyLock()
+	if err != nil {
+		return &systemError{fmt.Errorf("apply: %w", err)}
+	}
+	applyLocked := true
+	defer func() {
+		if applyLocked {
+			unlockApply()
+		}
+	}()
 	p := &nft.Pending{ID: id, Deadline: time.Now().Add(c.Confirm), NetNS: c.Netns, LockPath: nk.LockPath, Previous: prev}
 	if err := st.WritePending(p); err != nil {
 		return &systemError{fmt.Errorf("apply: %w", err)}
@@ -96,6 +109,8 @@ func (c *ApplyCmd) applyConfirm(env *Env, k nft.Kernel, pol *model.Policy, rs *i
 			p.Candidate = lg
 		}
 	})
+	unlockApply()
+	applyLocked = false
 	if err != nil || !ok {
 		// The helper took it already (it can only have rolled back).
 		return c.waitResult(env, st, id, rs.Table)
@@ -279,7 +294,24 @@ func (c *RollbackTimerCmd) Run(env *Env) error {
 			time.Sleep(min(wait, helperPoll))
 			continue
 		}
+		// The apply holds the apply lock until its transaction is done
+		// and the real deadline set (or until it dies): look again
+		// under it.
+		unlock, err := st.ApplyLock()
+		if err != nil {
+			return &systemError{fmt.Errorf("rollback-timer: %w", err)}
+		}
+		p, err = st.Pending()
+		if err != nil || p.ID != c.ID {
+			unlock()
+			return nil
+		}
+		if time.Now().Before(p.Deadline) {
+			unlock()
+			continue
+		}
 		p, err = st.TakePending(c.ID)
+		unlock()
 		if err != nil {
 			return nil
 		}
