@@ -138,7 +138,9 @@ func CheckLockout(rs *ir.Ruleset, s Session) []Cut {
 }
 
 // ParseSSHConnection reads the SSH_CONNECTION variable sshd sets:
-// "CLIENT_IP CLIENT_PORT SERVER_IP SERVER_PORT".
+// "CLIENT_IP CLIENT_PORT SERVER_IP SERVER_PORT". A link-local client's
+// scope (fe80::7%eth0) is dropped from the address and names the
+// session's interface (Ifaces).
 func ParseSSHConnection(v string) (Session, error) {
 	f := strings.Fields(v)
 	if len(f) != 4 {
@@ -152,7 +154,21 @@ func ParseSSHConnection(v string) (Session, error) {
 	if err != nil {
 		return Session{}, fmt.Errorf("SSH_CONNECTION %q: server: %v", v, err)
 	}
-	return Session{Client: unmapPort(c), Server: unmapPort(s)}, nil
+	sess := Session{Client: unmapPort(c), Server: unmapPort(s)}
+	if z := ScopeIface(c.Addr()); z != "" {
+		sess.Ifaces = []string{z}
+	}
+	return sess, nil
+}
+
+// ScopeIface returns the interface a scoped address names (fe80::7%eth0:
+// eth0), or "" (no scope, or a numeric one).
+func ScopeIface(a netip.Addr) string {
+	z := a.Zone()
+	if strings.Trim(z, "0123456789") == "" {
+		return ""
+	}
+	return z
 }
 
 func joinHostPort(h, p string) string {

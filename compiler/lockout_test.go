@@ -145,6 +145,9 @@ func TestParseSSHConnection(t *testing.T) {
 		{"", "", "", true},
 	} {
 		s, err := compiler.ParseSSHConnection(tc.in)
+		if wantIfaces := strings.HasPrefix(tc.in, "fe80::2%eth0 "); err == nil && (len(s.Ifaces) == 1 && s.Ifaces[0] == "eth0") != wantIfaces {
+			t.Errorf("%q: Ifaces %q", tc.in, s.Ifaces)
+		}
 		if (err != nil) != tc.err {
 			t.Errorf("%q: err %v, want error %v", tc.in, err, tc.err)
 			continue

@@ -28,7 +28,10 @@ func (c *ApplyCmd) checkLockout(env *Env, rs *ir.Ruleset) error {
 		if err != nil {
 			return fmt.Errorf("apply: --keep %q: want CLIENT_IP:PORT (e.g. 198.18.0.2:50022 or [fd00::2]:50022)", c.Keep)
 		}
-		s.Client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
+		s.Client = netip.AddrPortFrom(client.Addr().Unmap().WithZone(""), client.Port())
+		if z := compiler.ScopeIface(client.Addr()); z != "" {
+			s.Ifaces = []string{z}
+		}
 		if c.Server != "" {
 			srv, err := parseServer(c.Server)
 			if err != nil {
@@ -54,15 +57,21 @@ func (c *ApplyCmd) checkLockout(env *Env, rs *ir.Ruleset) error {
 	if route == nil {
 		route = routeTo
 	}
+	// A link-local client's scope names the session's interface; the
+	// routing table cannot (every interface has fe80::/64).
+	scoped := len(s.Ifaces) > 0
 	srcAddr, iface, err := route(c.Netns, s.Client.Addr())
 	switch {
 	case err == nil:
 		if !s.Server.IsValid() {
 			s.Server = netip.AddrPortFrom(srcAddr, sshPort)
 		}
-		s.Ifaces = []string{iface}
+		if !scoped {
+			s.Ifaces = []string{iface}
+		}
 	case !s.Server.IsValid():
 		return fmt.Errorf("apply: --keep: no route to %s to find this host's end of the session (%v); give it with --keep-server ADDR[:PORT]", s.Client.Addr(), err)
+	case scoped:
 	default:
 		// No route: the session is cut only if it is cut on every interface.
 		s.Ifaces, _ = linkNames(c.Netns)

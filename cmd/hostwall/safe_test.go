@@ -43,6 +43,40 @@ func routeStub(src, iface string) func(string, netip.Addr) (netip.Addr, string, 
 	}
 }
 
+// TestApplyLockoutScoped: a link-local session's scope names its
+// interface; the route lookup (which cannot tell fe80::/64 of one
+// interface from another's) does not override it.
+func TestApplyLockoutScoped(t *testing.T) {
+	pol := writePolicy(t, `
+[zones]
+mgmt = { interfaces = ["mgmt0"] }
+[[policy]]
+name = "ssh"
+zone = "mgmt"
+  [[policy.in]]
+  service = "tcp/22"
+`)
+	for _, tc := range []struct {
+		name     string
+		cmd      ApplyCmd
+		wantCode int
+	}{
+		{"SSH_CONNECTION over mgmt0", ApplyCmd{SSHConnection: "fe80::7%mgmt0 50022 fe80::1%mgmt0 22"}, exitOK},
+		{"SSH_CONNECTION over eth0", ApplyCmd{SSHConnection: "fe80::7%eth0 50022 fe80::1%eth0 22"}, exitPolicy},
+		{"--keep over mgmt0", ApplyCmd{Keep: "[fe80::7%mgmt0]:50022"}, exitOK},
+		{"--keep over eth0", ApplyCmd{Keep: "[fe80::7%eth0]:50022"}, exitPolicy},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &nft.Fake{}
+			c := tc.cmd
+			c.Policy, c.kernel, c.route = []string{pol}, f, routeStub("fe80::1", "eth0")
+			if code, _, stderr := exitOf(t, c.Run); code != tc.wantCode {
+				t.Errorf("exit %d, want %d\n%s", code, tc.wantCode, stderr)
+			}
+		})
+	}
+}
+
 func TestApplyLockout(t *testing.T) {
 	pol := writePolicy(t, sshAdminsPolicy)
 	for _, tc := range []struct {
