@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSafeConfirmShortDeadline: with a deadline shorter than the apply
@@ -20,21 +22,7 @@ import (
 func TestSafeConfirmShortDeadline(t *testing.T) {
 	l := newSafeLab(t, "198.18.75.1", "198.18.75.2")
 	ns := l.trafficLab.node.Name
-	dir := t.TempDir()
-	var b strings.Builder
-	a := netip.MustParseAddr("198.19.0.0")
-	for range 100_000 {
-		fmt.Fprintln(&b, a)
-		a = a.Next().Next()
-	}
-	if err := os.WriteFile(filepath.Join(dir, "big.txt"), []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pol := filepath.Join(dir, "policy.toml")
-	text := safePolicyB + "  from = \"big\"\n[groups]\nbig = { file = \"big.txt\" }\n"
-	if err := os.WriteFile(pol, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	pol := bigPolicy(t)
 	for i := range 3 {
 		if out, code := l.hostwall(t, nil, "flush", "--netns", ns); code != 0 {
 			t.Fatalf("flush: exit %d\n%s", code, out)
@@ -50,4 +38,68 @@ func TestSafeConfirmShortDeadline(t *testing.T) {
 			t.Fatalf("run %d: a pending apply is left over", i)
 		}
 	}
+}
+
+// TestSafeRollbackDuringApply: `hostwall rollback` run while an apply
+// --confirm still lowers its ruleset waits for that apply's transaction
+// and then undoes it; taken at once, its restore went first and the
+// apply's new table stayed, with nothing pending.
+func TestSafeRollbackDuringApply(t *testing.T) {
+	l := newSafeLab(t, "198.18.76.1", "198.18.76.2")
+	ns := l.trafficLab.node.Name
+	pol := bigPolicy(t)
+	pending := filepath.Join(l.state, "pending.json")
+	for i := range 3 {
+		if out, code := l.hostwall(t, nil, "flush", "--netns", ns); code != 0 {
+			t.Fatalf("flush: exit %d\n%s", code, out)
+		}
+		apply := exec.Command(l.bin, "apply", "--confirm", "30s", "--netns", ns, "--state-dir", l.state, pol)
+		var outb strings.Builder
+		apply.Stdout, apply.Stderr = &outb, &outb
+		if err := apply.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = apply.Process.Kill() })
+		if !waitFor(10*time.Second, func() bool { _, err := os.Stat(pending); return err == nil }) {
+			t.Fatalf("run %d: apply recorded no pending apply\n%s", i, outb.String())
+		}
+		if out, code := l.hostwall(t, nil, "rollback", "--netns", ns, "--state-dir", l.state); code != 0 {
+			t.Fatalf("run %d: rollback: exit %d\n%s", i, code, out)
+		}
+		done := make(chan error, 1)
+		go func() { done <- apply.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("run %d: apply did not end after the rollback\n%s", i, outb.String())
+		}
+		if !strings.Contains(outb.String(), "not confirmed") {
+			t.Errorf("run %d: apply does not report the rollback:\n%s", i, outb.String())
+		}
+		if got := l.list(t); got != "(no table)" {
+			t.Fatalf("run %d: rolled back, but the apply's table stayed:\n%.400s", i, got)
+		}
+	}
+}
+
+// bigPolicy writes policy B with a source group of 100,000 addresses (so
+// that lowering it takes a while) and returns its path.
+func bigPolicy(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	var b strings.Builder
+	a := netip.MustParseAddr("198.19.0.0")
+	for range 100_000 {
+		fmt.Fprintln(&b, a)
+		a = a.Next().Next()
+	}
+	if err := os.WriteFile(filepath.Join(dir, "big.txt"), []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pol := filepath.Join(dir, "policy.toml")
+	text := safePolicyB + "  from = \"big\"\n[groups]\nbig = { file = \"big.txt\" }\n"
+	if err := os.WriteFile(pol, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return pol
 }

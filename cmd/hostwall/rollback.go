@@ -25,7 +25,15 @@ func (c *RollbackCmd) Help() string {
 // Run rolls back.
 func (c *RollbackCmd) Run(env *Env) error {
 	st := nft.State{Dir: c.State}
+	// An apply --confirm holds the apply lock until its transaction is
+	// done: taking the pending apply before would restore the previous
+	// table ahead of it, and its transaction would then stay.
+	unlock, err := st.ApplyLock()
+	if err != nil {
+		return &systemError{fmt.Errorf("rollback: %w", err)}
+	}
 	p, err := st.TakePending("")
+	unlock()
 	switch {
 	case err == nil:
 		if err := rollbackPending(st, p); err != nil {
