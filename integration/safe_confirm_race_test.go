@@ -82,6 +82,50 @@ func TestSafeRollbackDuringApply(t *testing.T) {
 	}
 }
 
+// TestSafeConfirmDuringApply: `hostwall confirm` run while an apply
+// --confirm still lowers its ruleset waits for the apply to record its
+// table, which then becomes the last known good one (confirmed at once,
+// the last known good table stayed the old one).
+func TestSafeConfirmDuringApply(t *testing.T) {
+	l := newSafeLab(t, "198.18.77.1", "198.18.77.2")
+	ns := l.trafficLab.node.Name
+	pol := bigPolicy(t)
+	pending := filepath.Join(l.state, "pending.json")
+	apply := exec.Command(l.bin, "apply", "--confirm", "30s", "--netns", ns, "--state-dir", l.state, pol)
+	var outb strings.Builder
+	apply.Stdout, apply.Stderr = &outb, &outb
+	if err := apply.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = apply.Process.Kill() })
+	if !waitFor(10*time.Second, func() bool { _, err := os.Stat(pending); return err == nil }) {
+		t.Fatalf("apply recorded no pending apply\n%s", outb.String())
+	}
+	if out, code := l.hostwall(t, nil, "confirm", "--state-dir", l.state); code != 0 {
+		t.Fatalf("confirm: exit %d\n%s", code, out)
+	}
+	done := make(chan error, 1)
+	go func() { done <- apply.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("apply after confirm: %v\n%s", err, outb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("apply did not end after the confirm\n%s", outb.String())
+	}
+	b, err := os.ReadFile(filepath.Join(l.state, "last-good.json"))
+	if err != nil {
+		t.Fatalf("confirmed, but no last known good table: %v", err)
+	}
+	if !strings.Contains(string(b), pol) {
+		t.Errorf("the last known good table is not the confirmed one:\n%.400s", b)
+	}
+	if got := l.list(t); !strings.Contains(got, "policy B") {
+		t.Errorf("the confirmed table is not in place:\n%.400s", got)
+	}
+}
+
 // bigPolicy writes policy B with a source group of 100,000 addresses (so
 // that lowering it takes a while) and returns its path.
 func bigPolicy(t *testing.T) string {

@@ -256,7 +256,15 @@ func (c *ConfirmCmd) Help() string {
 // it was rolled back).
 func (c *ConfirmCmd) Run(env *Env) error {
 	st := nft.State{Dir: c.State}
+	// An apply --confirm holds the apply lock until it has recorded its
+	// table as the candidate: confirmed before, it would not become the
+	// last known good one.
+	unlock, err := st.ApplyLock()
+	if err != nil {
+		return &systemError{fmt.Errorf("confirm: %w", err)}
+	}
 	p, err := st.Confirm("")
+	unlock()
 	switch {
 	case errors.Is(err, nft.ErrNoState):
 		msg := "confirm: no apply awaits confirmation"
