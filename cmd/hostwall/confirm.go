@@ -47,6 +47,22 @@ func (c *ApplyCmd) applyConfirm(env *Env, k nft.Kernel, pol *model.Policy, rs *i
 		return fmt.Errorf("apply: --confirm needs a --state-dir")
 	}
 	st := nft.State{Dir: c.State}
+	// The apply lock is held from before the check for an earlier pending
+	// apply until the real deadline is set: two applies with --confirm
+	// cannot both pass the check, and the helper (which waits for this
+	// lock before it acts on a deadline) cannot restore before this
+	// apply's transaction (a short --confirm, a slow lowering) and leave
+	// the new table unconfirmed.
+	unlockApply, err := st.ApplyLock()
+	if err != nil {
+		return &systemError{fmt.Errorf("apply: %w", err)}
+	}
+	applyLocked := true
+	defer func() {
+		if applyLocked {
+			unlockApply()
+		}
+	}()
 	if p, err := st.Pending(); err == nil {
 		if time.Now().Before(p.Deadline.Add(stalePending)) {
 			return &systemError{fmt.Errorf("apply: an earlier apply (%s) awaits confirmation until %s; run 'hostwall confirm' or 'hostwall rollback' first", p.ID, p.Deadline.Format(time.TimeOnly))}
@@ -66,21 +82,7 @@ func (c *ApplyCmd) applyConfirm(env *Env, k nft.Kernel, pol *model.Policy, rs *i
 		return &systemError{fmt.Errorf("apply: %w", err)}
 	}
 	// A provisional deadline, in case this process dies during the apply;
-	// the real one counts from the end of the apply. The helper waits for
-	// the apply lock before it acts on a deadline, and this process holds
-	// it until the real deadline is set: a restore waiting only for the
-	// transaction lock could run before this apply's transaction (a short
-	// --confirm, a slow lowering) and leave the new table unconfirmed.
-	unlockApply, err := st.ApplyLock()
-	if err != nil {
-		return &systemError{fmt.Errorf("apply: %w", err)}
-	}
-	applyLocked := true
-	defer func() {
-		if applyLocked {
-			unlockApply()
-		}
-	}()
+	// the real one counts from the end of the apply.
 	p := &nft.Pending{ID: id, Deadline: time.Now().Add(c.Confirm), NetNS: c.Netns, LockPath: nk.LockPath, Previous: prev}
 	if err := st.WritePending(p); err != nil {
 		return &systemError{fmt.Errorf("apply: %w", err)}
