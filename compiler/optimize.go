@@ -1,6 +1,7 @@
 package compiler
 
 import (
+	"cmp"
 	"fmt"
 	"reflect"
 	"slices"
@@ -228,31 +229,27 @@ func (g *group) union(k int) ir.Match {
 		first.Elems = s.Ranges()
 		return first
 	case ir.IfaceMatch:
-		var names []string
-		for _, r := range g.rules {
-			names = append(names, r.Matches[k].(ir.IfaceMatch).Names...)
-		}
-		slices.Sort(names)
-		first.Names = slices.Compact(names)
+		first.Names = unionAt(g, k, func(m ir.IfaceMatch) []string { return m.Names })
 		return first
 	case ir.ProtoMatch:
-		var ps []ir.Proto
-		for _, r := range g.rules {
-			ps = append(ps, r.Matches[k].(ir.ProtoMatch).Protos...)
-		}
-		slices.Sort(ps)
-		first.Protos = slices.Compact(ps)
+		first.Protos = unionAt(g, k, func(m ir.ProtoMatch) []ir.Proto { return m.Protos })
 		return first
 	case ir.ICMPMatch:
-		var ts []ir.ICMPType
-		for _, r := range g.rules {
-			ts = append(ts, r.Matches[k].(ir.ICMPMatch).Types...)
-		}
-		slices.Sort(ts)
-		first.Types = slices.Compact(ts)
+		first.Types = unionAt(g, k, func(m ir.ICMPMatch) []ir.ICMPType { return m.Types })
 		return first
 	}
 	return g.rules[0].Matches[k] // unreachable: mergeable1 admits the kinds above only
+}
+
+// unionAt is the sorted, deduplicated union of the values that match k
+// of every rule of g holds (the matches are all of kind M).
+func unionAt[M ir.Match, T cmp.Ordered](g *group, k int, values func(M) []T) []T {
+	var out []T
+	for _, r := range g.rules {
+		out = append(out, values(r.Matches[k].(M))...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // concatMatch builds the ConcatMatch of a concat group.

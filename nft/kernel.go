@@ -100,6 +100,12 @@ func (k *Netlink) Replace(ctx context.Context, rs *ir.Ruleset) error {
 	if err != nil {
 		return &OpError{Op: "encode", Err: err}
 	}
+	return k.send(ctx, ops, func(fd int) error { return verifySets(fd, b) })
+}
+
+// send sends one encoded transaction under the apply lock, on a socket in
+// the chosen namespace; then, still there, runs after (when not nil).
+func (k *Netlink) send(ctx context.Context, ops []Op, after func(fd int) error) error {
 	unlock, err := k.lock(ctx)
 	if err != nil {
 		return err
@@ -113,7 +119,10 @@ func (k *Netlink) Replace(ctx context.Context, rs *ir.Ruleset) error {
 	if err := sendBatch(ctx, fd, ops); err != nil {
 		return err
 	}
-	return verifySets(fd, b)
+	if after == nil {
+		return nil
+	}
+	return after(fd)
 }
 
 // verifySets checks that every named set holds the elements sent (issue
@@ -212,17 +221,7 @@ func (k *Netlink) Delete(ctx context.Context, table string) error {
 	if err != nil {
 		return &OpError{Op: "encode", Err: err}
 	}
-	unlock, err := k.lock(ctx)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	fd, closeNS, err := k.nsHandle()
-	if err != nil {
-		return err
-	}
-	defer closeNS()
-	return sendBatch(ctx, fd, ops)
+	return k.send(ctx, ops, nil)
 }
 
 // List reads table back over netlink, with counters.
