@@ -2,6 +2,7 @@ package model
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -249,6 +250,7 @@ func (l *loader) groupFile(g *Group, f *fileCtx, name string, p Pos) {
 		l.errf(p, "group %q: cannot read %s: %v", g.Name, path, err)
 		return
 	}
+	g.FileSHA256 = sha256.Sum256(data)
 	if l.groupBytes += len(data); l.groupBytes > maxTotalSize {
 		l.errf(p, "group %q: %s: the group files of the policy together are larger than the limit of %d bytes (256 MiB)", g.Name, path, maxTotalSize)
 		return

@@ -23,6 +23,18 @@ type Source struct {
 // at once, sorted. When the Diags have errors the Policy may be nil or
 // partial.
 func Load(paths ...string) (*Policy, Diags) {
+	srcs, d := ReadSources(paths...)
+	p, ld := LoadSources(srcs)
+	d = append(d, ld...)
+	d.Sort()
+	return p, d
+}
+
+// ReadSources reads the policy files Load would read, in its order: each
+// file named, and the *.toml files of each directory named in lexical
+// order. It reports what it could not read (Load reports the same); the
+// `file =` group lists are read later, by LoadSources.
+func ReadSources(paths ...string) ([]Source, Diags) {
 	var srcs []Source
 	var d Diags
 	total := 0
@@ -84,10 +96,7 @@ func Load(paths ...string) (*Policy, Diags) {
 			d.Errorf(Pos{File: path}, "policy directory has no *.toml files; put the policy in files ending in .toml")
 		}
 	}
-	p, ld := LoadSources(srcs)
-	d = append(d, ld...)
-	d.Sort()
-	return p, d
+	return srcs, d
 }
 
 func unwrapPathErr(err error) error {

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"crypto/sha256"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -103,7 +104,7 @@ func TestLoadValid(t *testing.T) {
 			{Name: "ranges", Members: []Member{{Range: rng("10.9.0.5-10.9.0.40"), Text: "10.9.0.5-10.9.0.40"}}, Addrs: set("10.9.0.5-10.9.0.40")},
 			{Name: "admins", Members: []Member{{Ref: "cluster", Text: "cluster"}, {Range: rng("198.51.100.0/24"), Text: "198.51.100.0/24"}},
 				Addrs: set("10.0.0.11-10.0.0.12", "fd00:10::/64", "198.51.100.0/24")},
-			{Name: "blocklist", File: filepath.Join(dir, "blocklist.txt"), Members: []Member{
+			{Name: "blocklist", File: filepath.Join(dir, "blocklist.txt"), FileSHA256: fileSHA256(t, filepath.Join(dir, "blocklist.txt")), Members: []Member{
 				{Range: rng("203.0.113.0/24"), Text: "203.0.113.0/24"}, {Range: rng("198.18.0.1-198.18.0.9"), Text: "198.18.0.1-198.18.0.9"},
 				{Range: rng("2001:db8::1"), Text: "2001:db8::1"}}, Addrs: set("203.0.113.0/24", "198.18.0.1-198.18.0.9", "2001:db8::1")},
 		},
@@ -319,4 +320,15 @@ func TestServiceSpecsAndLimits(t *testing.T) {
 			t.Errorf("parseLimit(%q) = %+v, %v; want %+v ok=%v", tc.in, got, err, tc.want, tc.ok)
 		}
 	}
+}
+
+// fileSHA256 is the digest of a file's bytes, as Group.FileSHA256 records
+// it.
+func fileSHA256(t *testing.T, path string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
 }

@@ -127,8 +127,11 @@ type Iface struct {
 type Group struct {
 	Name    string
 	Members []Member
-	// File is the path of the `file =` list, if the group has one.
-	File string
+	// File is the path of the `file =` list, if the group has one, and
+	// FileSHA256 the digest of the bytes read from it (what the compiled
+	// policy was made of; the compiled-policy cache checks it).
+	File       string
+	FileSHA256 [32]byte
 	// Addrs is every address of the group, nested groups included.
 	Addrs *netipx.IPSet
 	Pos   Pos
