@@ -232,7 +232,10 @@ func addrKey(f ir.Family) (nftables.SetDatatype, error) {
 
 // addrElems encodes address ranges as set elements of family f.
 func addrElems(f ir.Family, rs []netipx.IPRange, interval bool) ([]nftables.SetElement, error) {
-	var iv []keyInterval
+	// One buffer holds every key: at 100,000 addresses, a slice per
+	// address was most of the lowering's time.
+	iv := make([]keyInterval, 0, len(rs))
+	keys := make([]byte, 0, 2*16*len(rs))
 	for _, r := range rs {
 		if !r.IsValid() {
 			return nil, fmt.Errorf("invalid range %v", r)
@@ -243,9 +246,23 @@ func addrElems(f ir.Family, rs []netipx.IPRange, interval bool) ([]nftables.SetE
 		if !interval && r.From() != r.To() {
 			return nil, fmt.Errorf("range %v in a set without intervals", r)
 		}
-		iv = append(iv, keyInterval{lo: addrBytes(r.From()), hi: addrBytes(r.To())})
+		n := len(keys)
+		keys = appendAddr(keys, r.From())
+		m := len(keys)
+		keys = appendAddr(keys, r.To())
+		iv = append(iv, keyInterval{lo: keys[n:m:m], hi: keys[m:len(keys):len(keys)]})
 	}
 	return encodeElems(iv, interval)
+}
+
+// appendAddr appends a's bytes (4 for IPv4, 16 for IPv6) to b.
+func appendAddr(b []byte, a netip.Addr) []byte {
+	if a = a.Unmap(); a.Is4() {
+		k := a.As4()
+		return append(b, k[:]...)
+	}
+	k := a.As16()
+	return append(b, k[:]...)
 }
 
 // keyInterval is an inclusive range of big-endian keys of one length.
@@ -257,9 +274,11 @@ type keyInterval struct{ lo, hi []byte }
 // each range its start and, flagged as an end, hi+1 (left out when hi is the
 // largest key). Overlapping or adjacent ranges are merged first.
 func encodeElems(iv []keyInterval, interval bool) ([]nftables.SetElement, error) {
-	slices.SortFunc(iv, func(a, b keyInterval) int { return compareBytes(a.lo, b.lo) })
+	if !slices.IsSortedFunc(iv, func(a, b keyInterval) int { return compareBytes(a.lo, b.lo) }) {
+		slices.SortFunc(iv, func(a, b keyInterval) int { return compareBytes(a.lo, b.lo) })
+	}
 	if !interval {
-		var out []nftables.SetElement
+		out := make([]nftables.SetElement, 0, len(iv))
 		for i, k := range iv {
 			if i > 0 && compareBytes(k.lo, iv[i-1].lo) == 0 {
 				continue
@@ -269,16 +288,17 @@ func encodeElems(iv []keyInterval, interval bool) ([]nftables.SetElement, error)
 		return out, nil
 	}
 	// Merge.
-	var merged []keyInterval
+	merged := make([]keyInterval, 0, len(iv))
+	var scratch []byte
 	for _, k := range iv {
 		if compareBytes(k.lo, k.hi) > 0 {
 			return nil, fmt.Errorf("range start %x is above its end %x", k.lo, k.hi)
 		}
 		if n := len(merged); n > 0 {
 			last := &merged[n-1]
-			next := slices.Clone(last.hi)
-			over := incBE(next)
-			if over || compareBytes(k.lo, next) <= 0 {
+			scratch = append(scratch[:0], last.hi...)
+			over := incBE(scratch)
+			if over || compareBytes(k.lo, scratch) <= 0 {
 				if compareBytes(k.hi, last.hi) > 0 {
 					last.hi = k.hi
 				}
@@ -287,13 +307,25 @@ func encodeElems(iv []keyInterval, interval bool) ([]nftables.SetElement, error)
 		}
 		merged = append(merged, k)
 	}
-	var out []nftables.SetElement
+	// The elements' keys are copies (the callers' keys may be shared),
+	// all in one buffer.
+	size := 0
+	for _, k := range merged {
+		size += len(k.lo) + len(k.hi)
+	}
+	keys := make([]byte, 0, size)
+	key := func(b []byte) []byte {
+		n := len(keys)
+		keys = append(keys, b...)
+		return keys[n:len(keys):len(keys)]
+	}
+	out := make([]nftables.SetElement, 0, 2*len(merged)+1)
 	if len(merged) > 0 && !allZero(merged[0].lo) {
 		out = append(out, nftables.SetElement{Key: make([]byte, len(merged[0].lo)), IntervalEnd: true})
 	}
 	for _, k := range merged {
-		out = append(out, nftables.SetElement{Key: slices.Clone(k.lo)})
-		end := slices.Clone(k.hi)
+		out = append(out, nftables.SetElement{Key: key(k.lo)})
+		end := key(k.hi)
 		if !incBE(end) {
 			out = append(out, nftables.SetElement{Key: end, IntervalEnd: true})
 		}
