@@ -1,12 +1,14 @@
 package nft
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -194,6 +196,40 @@ func (s State) saveLastGoodLocked(lg *LastGood, text []byte) error {
 		}
 	}
 	return s.writeJSON(lastGoodFile, lg)
+}
+
+// SaveLastGoodJSON is SaveLastGood of lg with the table already encoded:
+// snapshot is the JSON of a *Snapshot (as json.Marshal writes it), and
+// lg.Snapshot is ignored. An apply that kept the encoding of an identical
+// table stores it without decoding and encoding 100,000 set elements
+// again.
+func (s State) SaveLastGoodJSON(lg *LastGood, snapshot, text []byte) error {
+	if !json.Valid(snapshot) || bytes.Equal(bytes.TrimSpace(snapshot), []byte("null")) {
+		return errors.New("save last known good: no table")
+	}
+	meta := *lg
+	meta.Snapshot = nil
+	b, err := json.Marshal(&meta)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", lastGoodFile, err)
+	}
+	// The snapshot is LastGood's last field: splice it in for the null.
+	head, ok := bytes.CutSuffix(b, []byte(`"snapshot":null}`))
+	if !ok {
+		return fmt.Errorf("write %s: unexpected encoding", lastGoodFile)
+	}
+	data := slices.Concat(head, []byte(`"snapshot":`), snapshot, []byte("}\n"))
+	unlock, err := s.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if text != nil {
+		if err := s.writeAtomic(lastGoodTextFile, text); err != nil {
+			return err
+		}
+	}
+	return s.writeAtomic(lastGoodFile, data)
 }
 
 // LastGood reads the last known good table; ErrNoState when there is none.

@@ -1,11 +1,14 @@
 package nft
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestStateConfirmAndTake(t *testing.T) {
@@ -103,5 +106,46 @@ func TestStateDamaged(t *testing.T) {
 	}
 	if _, err := s.LastGood(); err == nil {
 		t.Error("last good without a table: no error")
+	}
+}
+
+// TestSaveLastGoodJSON: the last known good table saved with its snapshot
+// already encoded reads back as SaveLastGood's does.
+func TestSaveLastGoodJSON(t *testing.T) {
+	snap := &Snapshot{Table: "hostwall", Exists: true, TableMsg: []byte{1, 0, 0, 0},
+		Chains: [][]byte{{2, 0, 0, 0, 9}}, Sets: []SnapshotSet{{Msg: []byte{3}, Elems: [][]byte{{4}, {5}}}}, Rules: [][]byte{{6, 7}}}
+	lg := &LastGood{Time: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC), NetNS: "lab", Node: "n1",
+		Policy: []string{"/etc/hostwall/a.toml"}, PolicyHash: "abc", Snapshot: snap}
+	plain, encoded := State{Dir: t.TempDir()}, State{Dir: t.TempDir()}
+	if err := plain.SaveLastGood(lg, []byte("text")); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := *lg
+	meta.Snapshot = nil
+	if err := encoded.SaveLastGoodJSON(&meta, raw, []byte("text")); err != nil {
+		t.Fatal(err)
+	}
+	want, err := plain.LastGood()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := encoded.LastGood()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("last known good differs (-SaveLastGood +SaveLastGoodJSON):\n%s", diff)
+	}
+	if b, err := os.ReadFile(filepath.Join(encoded.Dir, lastGoodTextFile)); err != nil || string(b) != "text" {
+		t.Errorf("text: %q, %v", b, err)
+	}
+	for _, bad := range []string{"", "null", "{", "[1,"} {
+		if err := encoded.SaveLastGoodJSON(&meta, []byte(bad), nil); err == nil {
+			t.Errorf("snapshot %q: saved", bad)
+		}
 	}
 }
