@@ -30,31 +30,62 @@ func typeName(v any) string {
 	return fmt.Sprintf("a %T", v)
 }
 
-// tbl is one TOML table being decoded: its path in the file, its value and
-// how it is called in messages (e.g. "[[policy.in]]").
+// tbl is one TOML table being decoded: where it is in the file, its value
+// and how it is called in messages (e.g. "[[policy.in]]").
 type tbl struct {
-	l    *loader
-	f    *fileCtx
-	path string
+	l   *loader
+	f   *fileCtx
+	loc tblLoc
+	// ref is the table's path in the file's position index.
+	ref  pathRef
 	m    map[string]any
 	kind string
 	// kp caches the value positions keys() found, for valPos.
 	kp KeyPos
 }
 
-func (l *loader) table(f *fileCtx, path, kind string, m map[string]any) *tbl {
-	return &tbl{l: l, f: f, path: path, m: m, kind: kind}
+// tblLoc is where a table is: key (and, when index >= 0, that entry of the
+// array at key) of the table up; the top level has no up. It spells the
+// table's path only when a message or a name needs it.
+type tblLoc struct {
+	up    *tbl
+	key   string
+	index int
+}
+
+// path spells the table's path, e.g. `policy[1].in[0]`.
+func (t *tbl) path() string {
+	if t.loc.up == nil {
+		return ""
+	}
+	p := joinPath(t.loc.up.path(), t.loc.key)
+	if t.loc.index >= 0 {
+		p = indexPath(p, t.loc.index)
+	}
+	return p
+}
+
+// top returns the top-level table of f.
+func (l *loader) top(f *fileCtx) *tbl {
+	return &tbl{l: l, f: f, ref: rootRef, m: f.root, kind: "the top level"}
+}
+
+// child returns the table m at key k of t (entry i of the array at k when
+// i >= 0).
+func (t *tbl) child(k string, i int, kind string, m map[string]any) *tbl {
+	ref := t.f.idx.key(t.ref, k)
+	if i >= 0 {
+		ref = t.f.idx.index(ref, i)
+	}
+	return &tbl{l: t.l, f: t.f, loc: tblLoc{up: t, key: k, index: i}, ref: ref, m: m, kind: kind}
 }
 
 // sub returns the path of key k.
-func (t *tbl) sub(k string) string { return joinPath(t.path, k) }
+func (t *tbl) sub(k string) string { return joinPath(t.path(), k) }
 
 // header is the position of the table itself (its [header] or "{").
 func (t *tbl) header() Pos {
-	if p, ok := t.f.idx.vals[t.path]; ok {
-		return p
-	}
-	return t.f.idx.valPos(t.path)
+	return t.f.idx.valPos(t.ref)
 }
 
 // valPos is the position of the value of key k.
@@ -62,37 +93,45 @@ func (t *tbl) valPos(k string) Pos {
 	if p, ok := t.kp[k]; ok {
 		return p
 	}
-	return t.f.idx.valPos(t.sub(k))
+	return t.f.idx.valPos(t.f.idx.key(t.ref, k))
+}
+
+// itemPos is the position of entry i of the array at key k.
+func (t *tbl) itemPos(k string, i int) Pos {
+	return t.f.idx.valPos(t.f.idx.index(t.f.idx.key(t.ref, k), i))
 }
 
 // keyPos is the position of key k.
-func (t *tbl) keyPos(k string) Pos { return t.f.idx.keyPos(t.sub(k)) }
+func (t *tbl) keyPos(k string) Pos { return t.f.idx.keyPos(t.f.idx.key(t.ref, k)) }
 
 // keyOrder returns the keys of m in the order they appear in the file.
 func (t *tbl) keyOrder() []string {
-	return orderKeys(t.f, t.path, t.m)
-}
-
-func orderKeys(f *fileCtx, path string, m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+	type keyAt struct {
+		k string
+		p Pos
 	}
-	slices.SortFunc(keys, func(a, b string) int {
-		pa, pb := f.idx.keyPos(joinPath(path, a)), f.idx.keyPos(joinPath(path, b))
-		if c := pa.Compare(pb); c != 0 {
+	keys := make([]keyAt, 0, len(t.m))
+	for k := range t.m {
+		keys = append(keys, keyAt{k, t.keyPos(k)})
+	}
+	slices.SortFunc(keys, func(a, b keyAt) int {
+		if c := a.p.Compare(b.p); c != 0 {
 			return c
 		}
-		return strings.Compare(a, b)
+		return strings.Compare(a.k, b.k)
 	})
-	return keys
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k.k
+	}
+	return out
 }
 
 // keys returns the value positions of every key.
 func (t *tbl) keys() KeyPos {
 	kp := make(KeyPos, len(t.m))
 	for k := range t.m {
-		kp[k] = t.f.idx.valPos(t.sub(k))
+		kp[k] = t.f.idx.valPos(t.f.idx.key(t.ref, k))
 	}
 	t.kp = kp
 	return kp
@@ -204,7 +243,7 @@ func (t *tbl) strList(k string, single, allowEmpty bool) ([]item, bool) {
 		var out []item
 		good := true
 		for i, x := range v {
-			p := t.f.idx.valPos(indexPath(t.sub(k), i))
+			p := t.itemPos(k, i)
 			s, ok := x.(string)
 			if !ok {
 				t.l.errf(p, "%q items must be strings, not %s", k, typeName(x))
@@ -230,7 +269,7 @@ func (t *tbl) subTable(k, kind string) (*tbl, bool) {
 		t.typeErr(k, "a table", v)
 		return nil, false
 	}
-	return t.l.table(t.f, t.sub(k), kind, m), true
+	return t.child(k, -1, kind, m), true
 }
 
 // tableList returns the entries of an array of tables at k.
@@ -247,7 +286,7 @@ func (t *tbl) tableList(k, kind string) []*tbl {
 		for i, x := range v {
 			m, ok := x.(map[string]any)
 			if !ok {
-				t.l.errf(t.f.idx.valPos(indexPath(t.sub(k), i)), "%s entries must be tables, not %s", kind, typeName(x))
+				t.l.errf(t.itemPos(k, i), "%s entries must be tables, not %s", kind, typeName(x))
 				continue
 			}
 			for len(ms) < i {
@@ -264,7 +303,7 @@ func (t *tbl) tableList(k, kind string) []*tbl {
 		if m == nil {
 			continue
 		}
-		out = append(out, t.l.table(t.f, indexPath(t.sub(k), i), kind, m))
+		out = append(out, t.child(k, i, kind, m))
 	}
 	return out
 }

@@ -195,7 +195,7 @@ func (l *loader) groups(top *tbl) {
 				}
 			}
 		case map[string]any:
-			gt := l.table(t.f, t.sub(name), fmt.Sprintf("group %q", name), v)
+			gt := t.child(name, -1, fmt.Sprintf("group %q", name), v)
 			gt.checkKeys("file")
 			if !gt.require("file", `file = "blocklist.txt"`) {
 				continue
@@ -384,15 +384,19 @@ func (l *loader) services(top *tbl) {
 // specs reads a service value: an inline spec, a table { proto, port,
 // sport } or a list of them; with names, a string may name a service.
 func (l *loader) specs(t *tbl, k string, names bool) []ServiceSpec {
-	path := t.sub(k)
 	var out []ServiceSpec
-	one := func(v any, path string) {
-		p := t.f.idx.valPos(path)
+	one := func(v any, i int) {
+		var p Pos
+		if i >= 0 {
+			p = t.itemPos(k, i)
+		} else {
+			p = t.valPos(k)
+		}
 		switch v := v.(type) {
 		case string:
 			out = append(out, l.spec(v, p, names)...)
 		case map[string]any:
-			if s, ok := l.specTable(l.table(t.f, path, "service table", v)); ok {
+			if s, ok := l.specTable(t.child(k, i, "service table", v)); ok {
 				out = append(out, s)
 			}
 		default:
@@ -407,14 +411,14 @@ func (l *loader) specs(t *tbl, k string, names bool) []ServiceSpec {
 			l.errf(t.valPos(k), "%q is an empty list; list at least one service (leaving the key out means any service, not none)", k)
 		}
 		for i, x := range v {
-			one(x, indexPath(path, i))
+			one(x, i)
 		}
 	case []map[string]any:
 		for i, x := range v {
-			one(x, indexPath(path, i))
+			one(x, i)
 		}
 	case string, map[string]any:
-		one(v, path)
+		one(v, -1)
 	default:
 		t.typeErr(k, "a string like \"tcp/22\", a table like { proto = \"udp\", port = 500 } or a list of them", v)
 	}

@@ -237,7 +237,7 @@ func LoadSources(srcs []Source) (*Policy, Diags) {
 	// Definitions first, references after: a rule may use a group of a
 	// later file.
 	for _, f := range l.files {
-		t := l.table(f, "", "the top level", f.root)
+		t := l.top(f)
 		t.checkKeys(topKeys...)
 		l.version(t)
 		l.settings(t)
@@ -251,7 +251,7 @@ func LoadSources(srcs []Source) (*Policy, Diags) {
 	l.resolveGroups()
 	l.checkFailsafe()
 	for _, f := range l.files {
-		t := l.table(f, "", "the top level", f.root)
+		t := l.top(f)
 		l.policies(t)
 		l.guards(t)
 		l.nats(t)

@@ -6,20 +6,185 @@ import (
 	"strings"
 )
 
-// posIndex records where every key and value of one TOML file is, by path.
-// A path joins keys with "." and array indexes with "[i]", e.g.
-// `policy[1].in[0].service`, `groups.cluster[2]`, `settings.table`.
-// Keys that are not bare TOML keys are quoted (see joinPath).
+// posIndex records where every key and value of one TOML file is. Its
+// paths form a tree: node 0 is the document, and every other node is a key
+// of its parent table or an entry of its parent array. A table's keys are
+// a chain of siblings (most tables have a few, laid out next to each other,
+// so finding one reads little memory), switched to a map when the table
+// has many; an array's entries are a list by index.
 type posIndex struct {
 	file string
-	// keys maps a path to the position of its (last) key.
-	keys map[string]Pos
-	// vals maps a path to the position of its value; for a table made by a
-	// [table] or [[array]] header, the position of the header's "[".
-	vals map[string]Pos
+	// nodes holds every path seen; nodes[0] is the document.
+	nodes []posNode
+	// nameIDs numbers the key names of the file.
+	nameIDs map[string]int32
+	// bigKids finds the keys of tables with more than maxKeyChain keys.
+	bigKids map[bigKey]int32
+	// elems lists the entries of arrays, by posNode.elems.
+	elems [][]int32
 }
 
-// joinPath appends key to path, quoting keys that are not bare.
+// maxKeyChain is how many keys a table's sibling chain holds before its
+// keys move to posIndex.bigKids.
+const maxKeyChain = 16
+
+// bigKey is key name (by ID) of the table at parent.
+type bigKey struct {
+	parent, name int32
+}
+
+// posNode is one path: its parent, its place among its parent's keys and
+// the positions of its (last) key and of its value; for a table made by a
+// [table] or [[array]] header, the value is the position of the header's
+// "[". A line of 0 means none.
+type posNode struct {
+	parent int32
+	// name is the ID of the key name, for a key of a table.
+	name int32
+	// firstKey and nextKey chain the keys of a table; keys is how many
+	// there are, or -1 when they moved to bigKids.
+	firstKey, nextKey, keys int32
+	// elems is 1 + the index of the node's entry list in posIndex.elems,
+	// for an array; 0 for none.
+	elems           int32
+	keyLine, keyCol int32
+	valLine, valCol int32
+}
+
+// pathRef is a path of the index: its node or, when the file has no such
+// path (the position scan saw less than the decoder), the node of its
+// nearest ancestor in the index, with missing set.
+type pathRef struct {
+	node    int32
+	missing bool
+}
+
+// rootRef is the document itself.
+var rootRef = pathRef{}
+
+// key returns the path of key name under r.
+func (x *posIndex) key(r pathRef, name string) pathRef {
+	if r.missing {
+		return r
+	}
+	if id, ok := x.nameIDs[name]; ok {
+		if n := x.findKey(r.node, id); n > 0 {
+			return pathRef{node: n}
+		}
+	}
+	return pathRef{node: r.node, missing: true}
+}
+
+// findKey returns the node of key name under parent, or 0.
+func (x *posIndex) findKey(parent, name int32) int32 {
+	if x.nodes[parent].keys < 0 {
+		return x.bigKids[bigKey{parent, name}]
+	}
+	for n := x.nodes[parent].firstKey; n > 0; n = x.nodes[n].nextKey {
+		if x.nodes[n].name == name {
+			return n
+		}
+	}
+	return 0
+}
+
+// index returns the path of entry i of the array at r.
+func (x *posIndex) index(r pathRef, i int) pathRef {
+	if r.missing {
+		return r
+	}
+	if e := x.nodes[r.node].elems; e > 0 && i >= 0 && i < len(x.elems[e-1]) && x.elems[e-1][i] > 0 {
+		return pathRef{node: x.elems[e-1][i]}
+	}
+	return pathRef{node: r.node, missing: true}
+}
+
+// valPos returns the position of the value at r, or of its nearest
+// ancestor that has one, or the file itself.
+func (x *posIndex) valPos(r pathRef) Pos {
+	for n := r.node; ; {
+		nd := &x.nodes[n]
+		if nd.valLine > 0 {
+			return Pos{File: x.file, Line: int(nd.valLine), Col: int(nd.valCol)}
+		}
+		if nd.keyLine > 0 {
+			return Pos{File: x.file, Line: int(nd.keyLine), Col: int(nd.keyCol)}
+		}
+		if n == 0 {
+			return Pos{File: x.file}
+		}
+		n = nd.parent
+	}
+}
+
+// keyPos returns the position of the key of r, falling back to valPos.
+func (x *posIndex) keyPos(r pathRef) Pos {
+	if nd := &x.nodes[r.node]; !r.missing && nd.keyLine > 0 {
+		return Pos{File: x.file, Line: int(nd.keyLine), Col: int(nd.keyCol)}
+	}
+	return x.valPos(r)
+}
+
+// keyChild returns the node of key name under parent, adding it when it
+// is new.
+func (x *posIndex) keyChild(parent int32, name string) int32 {
+	id, ok := x.nameIDs[name]
+	if !ok {
+		id = int32(len(x.nameIDs))
+		x.nameIDs[name] = id
+	} else if n := x.findKey(parent, id); n > 0 {
+		return n
+	}
+	n := int32(len(x.nodes))
+	x.nodes = append(x.nodes, posNode{parent: parent, name: id})
+	p := &x.nodes[parent]
+	switch {
+	case p.keys < 0:
+		x.bigKids[bigKey{parent, id}] = n
+		return n
+	case p.keys == maxKeyChain:
+		if x.bigKids == nil {
+			x.bigKids = map[bigKey]int32{}
+		}
+		for k := p.firstKey; k > 0; k = x.nodes[k].nextKey {
+			x.bigKids[bigKey{parent, x.nodes[k].name}] = k
+		}
+		x.bigKids[bigKey{parent, id}] = n
+		p.keys = -1
+		return n
+	}
+	x.nodes[n].nextKey = p.firstKey
+	p.firstKey = n
+	p.keys++
+	return n
+}
+
+// elemChild returns the node of entry i of the array at parent, adding it
+// when it is new.
+func (x *posIndex) elemChild(parent int32, i int) int32 {
+	e := x.nodes[parent].elems
+	if e == 0 {
+		x.elems = append(x.elems, nil)
+		e = int32(len(x.elems))
+		x.nodes[parent].elems = e
+	}
+	list := x.elems[e-1]
+	if i < len(list) && list[i] > 0 {
+		return list[i]
+	}
+	for len(list) <= i {
+		list = append(list, 0) // 0: no such entry (yet)
+	}
+	n := int32(len(x.nodes))
+	x.nodes = append(x.nodes, posNode{parent: parent, name: -1})
+	list[i] = n
+	x.elems[e-1] = list
+	return n
+}
+
+// joinPath appends key to path, quoting keys that are not bare. Paths
+// written out join keys with "." and array indexes with "[i]", e.g.
+// `policy[1].in[0].service`, `groups.cluster[2]`, `settings.table`.
 func joinPath(path, key string) string {
 	if !isBareKey(key) {
 		key = strconv.Quote(key)
@@ -51,61 +216,6 @@ func isBareKeyByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
 }
 
-// valPos returns the position of the value at path, or of its nearest
-// ancestor that has one, or the file itself.
-func (x *posIndex) valPos(path string) Pos {
-	for {
-		if p, ok := x.vals[path]; ok {
-			return p
-		}
-		if p, ok := x.keys[path]; ok {
-			return p
-		}
-		parent, ok := parentPath(path)
-		if !ok {
-			return Pos{File: x.file}
-		}
-		path = parent
-	}
-}
-
-// keyPos returns the position of the key of path, falling back to valPos.
-func (x *posIndex) keyPos(path string) Pos {
-	if p, ok := x.keys[path]; ok {
-		return p
-	}
-	return x.valPos(path)
-}
-
-// parentPath strips the last key or index of path.
-func parentPath(path string) (string, bool) {
-	if path == "" {
-		return "", false
-	}
-	if strings.HasSuffix(path, "]") {
-		if i := strings.LastIndexByte(path, '['); i >= 0 {
-			return path[:i], true
-		}
-	}
-	// The last segment may be quoted and contain dots: scan from the start.
-	last := -1
-	inQuote := false
-	for i := 0; i < len(path); i++ {
-		switch c := path[i]; {
-		case c == '\\' && inQuote:
-			i++
-		case c == '"':
-			inQuote = !inQuote
-		case c == '.' && !inQuote:
-			last = i
-		}
-	}
-	if last < 0 {
-		return "", true
-	}
-	return path[:last], true
-}
-
 // posScanner walks a syntactically valid TOML document and records the
 // positions of keys and values. It never fails: on anything unexpected it
 // skips a byte and carries on, so a malformed input only yields fewer
@@ -116,8 +226,12 @@ type posScanner struct {
 	line      int
 	lineStart int
 	idx       *posIndex
-	// aot counts the entries of each array of tables, by resolved path.
-	aot map[string]int
+	// segs is keyPath's buffer, reused from key to key.
+	segs []keySeg
+	// aot counts the entries of each array of tables, by node.
+	aot map[int32]int
+	// names interns key names: a large policy repeats a few.
+	names map[string]string
 }
 
 // scanPositions indexes the positions of every key and value in src.
@@ -125,11 +239,13 @@ func scanPositions(file string, src []byte) *posIndex {
 	// About one key per line: sizing the maps up front spares the
 	// rehashing that otherwise takes a tenth of a large load.
 	n := bytes.Count(src, []byte{'\n'}) + 1
+	idx := &posIndex{file: file, nodes: make([]posNode, 1, n+1), nameIDs: map[string]int32{}}
 	s := &posScanner{
-		src:  src,
-		line: 1,
-		idx:  &posIndex{file: file, keys: make(map[string]Pos, n), vals: make(map[string]Pos, n)},
-		aot:  map[string]int{},
+		src:   src,
+		line:  1,
+		idx:   idx,
+		aot:   map[int32]int{},
+		names: map[string]string{},
 	}
 	s.document()
 	return s.idx
@@ -184,20 +300,32 @@ func (s *posScanner) skipLine() {
 	}
 }
 
-func (s *posScanner) setVal(path string, p Pos) {
-	if _, ok := s.idx.vals[path]; !ok {
-		s.idx.vals[path] = p
+// setVal records the position of the value of node n, unless it has one.
+func (s *posScanner) setVal(n int32, p Pos) {
+	if nd := &s.idx.nodes[n]; nd.valLine == 0 {
+		nd.valLine, nd.valCol = int32(p.Line), int32(p.Col)
 	}
 }
 
-func (s *posScanner) setKey(path string, p Pos) {
-	if _, ok := s.idx.keys[path]; !ok {
-		s.idx.keys[path] = p
+// setKey records the position of the key of node n, unless it has one.
+func (s *posScanner) setKey(n int32, p Pos) {
+	if nd := &s.idx.nodes[n]; nd.keyLine == 0 {
+		nd.keyLine, nd.keyCol = int32(p.Line), int32(p.Col)
 	}
+}
+
+// keyNode returns the node of key name under parent.
+func (s *posScanner) keyNode(parent int32, name string) int32 {
+	return s.idx.keyChild(parent, name)
+}
+
+// indexNode returns the node of entry i of the array at parent.
+func (s *posScanner) indexNode(parent int32, i int) int32 {
+	return s.idx.elemChild(parent, i)
 }
 
 func (s *posScanner) document() {
-	cur := ""
+	var cur int32 // the document
 	for {
 		s.skipSpace(true)
 		if s.eof() {
@@ -215,12 +343,12 @@ func (s *posScanner) document() {
 			}
 			prefix := s.resolve(segs[:len(segs)-1])
 			last := segs[len(segs)-1]
-			arr := joinPath(prefix, last.name)
+			arr := s.keyNode(prefix, last.name)
 			s.setKey(arr, last.pos)
 			s.setVal(arr, hpos)
 			n := s.aot[arr]
 			s.aot[arr] = n + 1
-			cur = indexPath(arr, n)
+			cur = s.indexNode(arr, n)
 			s.setKey(cur, hpos)
 			s.setVal(cur, hpos)
 			s.skipLine()
@@ -252,12 +380,12 @@ func (s *posScanner) document() {
 // resolve turns header keys into a path, entering the last entry of every
 // array of tables on the way ([[policy.in]] after the second [[policy]] is
 // under policy[1]).
-func (s *posScanner) resolve(segs []keySeg) string {
-	p := ""
+func (s *posScanner) resolve(segs []keySeg) int32 {
+	var p int32 // the document
 	for _, k := range segs {
-		p = joinPath(p, k.name)
+		p = s.keyNode(p, k.name)
 		if n, ok := s.aot[p]; ok {
-			p = indexPath(p, n-1)
+			p = s.indexNode(p, n-1)
 		}
 	}
 	return p
@@ -268,48 +396,59 @@ type keySeg struct {
 	pos  Pos
 }
 
-// keyPath reads a dotted key (bare, "basic" or 'literal' parts).
+// keyPath reads a dotted key (bare, "basic" or 'literal' parts). The
+// result is valid until the next call.
 func (s *posScanner) keyPath() []keySeg {
-	var segs []keySeg
+	s.segs = s.segs[:0]
 	for {
 		s.skipSpace(false)
 		if s.eof() {
-			return segs
+			return s.segs
 		}
 		p := s.pos()
 		var name string
 		switch c := s.src[s.i]; {
 		case c == '"':
-			name = s.basicString()
+			name = s.basicString(true)
 		case c == '\'':
-			name = s.literalString()
+			name = s.literalString(true)
 		case isBareKeyByte(c):
 			st := s.i
 			for !s.eof() && isBareKeyByte(s.src[s.i]) {
 				s.i++
 			}
-			name = string(s.src[st:s.i])
+			name = s.intern(s.src[st:s.i])
 		default:
-			return segs
+			return s.segs
 		}
-		segs = append(segs, keySeg{name, p})
+		s.segs = append(s.segs, keySeg{name, p})
 		s.skipSpace(false)
 		if s.eof() || s.src[s.i] != '.' {
-			return segs
+			return s.segs
 		}
 		s.i++
 	}
 }
 
-// keyValue reads `key = value` under the table path prefix.
-func (s *posScanner) keyValue(prefix string) {
+// intern returns b as a string, the same string for the same bytes.
+func (s *posScanner) intern(b []byte) string {
+	if name, ok := s.names[string(b)]; ok {
+		return name
+	}
+	name := string(b)
+	s.names[name] = name
+	return name
+}
+
+// keyValue reads `key = value` under the table node prefix.
+func (s *posScanner) keyValue(prefix int32) {
 	segs := s.keyPath()
 	if len(segs) == 0 {
 		return
 	}
 	path := prefix
 	for _, k := range segs {
-		path = joinPath(path, k.name)
+		path = s.keyNode(path, k.name)
 		s.setKey(path, k.pos)
 	}
 	s.skipSpace(false)
@@ -322,16 +461,16 @@ func (s *posScanner) keyValue(prefix string) {
 }
 
 // value reads one value and records its position (and those inside it).
-func (s *posScanner) value(path string) {
+func (s *posScanner) value(path int32) {
 	if s.eof() {
 		return
 	}
 	s.setVal(path, s.pos())
 	switch c := s.src[s.i]; c {
 	case '"':
-		s.basicString()
+		s.basicString(false)
 	case '\'':
-		s.literalString()
+		s.literalString(false)
 	case '[':
 		s.i++
 		for n := 0; ; n++ {
@@ -344,7 +483,7 @@ func (s *posScanner) value(path string) {
 				return
 			}
 			start := s.i
-			s.value(indexPath(path, n))
+			s.value(s.indexNode(path, n))
 			s.skipSpace(true)
 			if !s.eof() && s.src[s.i] == ',' {
 				s.i++
@@ -384,9 +523,10 @@ func (s *posScanner) value(path string) {
 	}
 }
 
-// basicString reads a "basic" or """multi-line""" string and returns its
-// value (escapes decoded where Go and TOML agree, raw otherwise).
-func (s *posScanner) basicString() string {
+// basicString reads a "basic" or """multi-line""" string and, with decode,
+// returns its value (escapes decoded where Go and TOML agree, raw
+// otherwise); values are only skipped.
+func (s *posScanner) basicString(decode bool) string {
 	if s.peek(1) == '"' && s.peek(2) == '"' {
 		s.i += 3
 		st := s.i
@@ -402,12 +542,18 @@ func (s *posScanner) basicString() string {
 					for s.peek(3) == '"' {
 						s.i++
 					}
-					raw := string(s.src[st:s.i])
+					end := s.i
 					s.i += 3
-					return raw
+					if !decode {
+						return ""
+					}
+					return string(s.src[st:end])
 				}
 			}
 			s.advance()
+		}
+		if !decode {
+			return ""
 		}
 		return string(s.src[st:])
 	}
@@ -427,6 +573,9 @@ func (s *posScanner) basicString() string {
 		s.i++
 		end = s.i
 	}
+	if !decode {
+		return ""
+	}
 	raw := string(s.src[st:end])
 	if v, err := strconv.Unquote(raw); err == nil {
 		return v
@@ -434,8 +583,9 @@ func (s *posScanner) basicString() string {
 	return strings.Trim(raw, `"`)
 }
 
-// literalString reads a 'literal' or ”'multi-line”' string.
-func (s *posScanner) literalString() string {
+// literalString reads a 'literal' or ”'multi-line”' string and, with
+// decode, returns its value.
+func (s *posScanner) literalString(decode bool) string {
 	if s.peek(1) == '\'' && s.peek(2) == '\'' {
 		s.i += 3
 		st := s.i
@@ -444,11 +594,17 @@ func (s *posScanner) literalString() string {
 				for s.peek(3) == '\'' {
 					s.i++
 				}
-				raw := string(s.src[st:s.i])
+				end := s.i
 				s.i += 3
-				return raw
+				if !decode {
+					return ""
+				}
+				return string(s.src[st:end])
 			}
 			s.advance()
+		}
+		if !decode {
+			return ""
 		}
 		return string(s.src[st:])
 	}
@@ -457,9 +613,12 @@ func (s *posScanner) literalString() string {
 	for !s.eof() && s.src[s.i] != '\'' && s.src[s.i] != '\n' {
 		s.i++
 	}
-	v := string(s.src[st:s.i])
+	end := s.i
 	if !s.eof() && s.src[s.i] == '\'' {
 		s.i++
 	}
-	return v
+	if !decode {
+		return ""
+	}
+	return string(s.src[st:end])
 }

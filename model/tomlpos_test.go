@@ -1,6 +1,9 @@
 package model
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -53,43 +56,76 @@ func TestScanPositions(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			idx := scanPositions("f.toml", []byte(tc.src))
-			got := func(m map[string]Pos, want map[string]string) map[string]string {
+			got := func(pos func(posNode) (int32, int32), want map[string]string) map[string]string {
 				out := map[string]string{}
 				for k := range want {
-					if p, ok := m[k]; ok {
-						out[k] = p.String()[len("f.toml:"):]
+					r := lookupPath(t, idx, k)
+					if r.missing {
+						continue
+					}
+					if line, col := pos(idx.nodes[r.node]); line > 0 {
+						out[k] = fmt.Sprintf("%d:%d", line, col)
 					}
 				}
 				return out
 			}
-			if diff := cmp.Diff(tc.keys, got(idx.keys, tc.keys), cmpopts.EquateEmpty()); diff != "" {
+			keyOf := func(n posNode) (int32, int32) { return n.keyLine, n.keyCol }
+			valOf := func(n posNode) (int32, int32) { return n.valLine, n.valCol }
+			if diff := cmp.Diff(tc.keys, got(keyOf, tc.keys), cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("keys (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(tc.vals, got(idx.vals, tc.vals), cmpopts.EquateEmpty()); diff != "" {
+			if diff := cmp.Diff(tc.vals, got(valOf, tc.vals), cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("values (-want +got):\n%s", diff)
 			}
 		})
 	}
 }
 
-func TestParentPath(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"policy[1].in[0].service", "policy[1].in[0]"},
-		{"policy[1].in[0]", "policy[1].in"},
-		{`zones."a.b".interfaces`, `zones."a.b"`},
-		{`zones."a.b"`, "zones"},
-		{"zones", ""},
-	}
-	for _, tc := range tests {
-		if got, _ := parentPath(tc.in); got != tc.want {
-			t.Errorf("parentPath(%q) = %q, want %q", tc.in, got, tc.want)
+// lookupPath finds a path written as in messages (`policy[1].in[0].to`,
+// `zones."my zone"`) in idx.
+func lookupPath(t *testing.T, idx *posIndex, path string) pathRef {
+	t.Helper()
+	r := rootRef
+	for path != "" {
+		switch {
+		case path[0] == '[':
+			end := strings.IndexByte(path, ']')
+			i, err := strconv.Atoi(path[1:end])
+			if err != nil {
+				t.Fatalf("bad index in %q", path)
+			}
+			r, path = idx.index(r, i), path[end+1:]
+		case path[0] == '"':
+			q, err := strconv.QuotedPrefix(path)
+			if err != nil {
+				t.Fatalf("bad quoted key in %q", path)
+			}
+			k, _ := strconv.Unquote(q)
+			r, path = idx.key(r, k), path[len(q):]
+		default:
+			end := strings.IndexAny(path, ".[")
+			if end < 0 {
+				end = len(path)
+			}
+			r, path = idx.key(r, path[:end]), path[end:]
 		}
+		path = strings.TrimPrefix(path, ".")
 	}
+	return r
 }
 
 func TestValPosFallsBackToParent(t *testing.T) {
-	idx := scanPositions("f.toml", []byte("[[guard]]\nname = \"x\"\n"))
-	if got := idx.valPos("guard[0].service").String(); got != "f.toml:1:1" {
-		t.Errorf("valPos of a missing key = %s, want the header f.toml:1:1", got)
+	idx := scanPositions("f.toml", []byte("[[guard]]\nname = \"x\"\n[a.b]\nc = 1\n"))
+	for _, tc := range []struct{ path, want string }{
+		{"guard[0].service", "f.toml:1:1"}, // a missing key: the header
+		{"guard[0].name", "f.toml:2:8"},
+		{"a.b.x.y", "f.toml:3:1"},
+		{"a.b.c", "f.toml:4:5"},
+		{"a.z", "f.toml"}, // [a.b] gives a no position of its own
+		{"nothing[3]", "f.toml"},
+	} {
+		if got := idx.valPos(lookupPath(t, idx, tc.path)).String(); got != tc.want {
+			t.Errorf("valPos(%s) = %s, want %s", tc.path, got, tc.want)
+		}
 	}
 }
