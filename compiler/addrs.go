@@ -32,9 +32,9 @@ func (c *compilation) resolveAddr(spec model.AddrSpec, field ir.Direction) [2]ad
 			}
 			return out
 		}
-		addrs := c.itemAddrs(it)
+		ranges := c.itemRanges(it)
 		for i, f := range families {
-			elems := familyRanges(addrs, f)
+			elems := familyRanges(ranges, f)
 			switch {
 			case len(elems) == 0 && it.Negate:
 				// every packet of the family is outside the group
@@ -58,8 +58,9 @@ func (c *compilation) resolveAddr(spec model.AddrSpec, field ir.Direction) [2]ad
 		b.AddSet(c.itemAddrs(it))
 	}
 	union, _ := b.IPSet()
+	ranges := union.Ranges()
 	for i, f := range families {
-		elems := familyRanges(union, f)
+		elems := familyRanges(ranges, f)
 		if len(elems) == 0 {
 			out[i].none = true
 			continue
@@ -67,6 +68,24 @@ func (c *compilation) resolveAddr(spec model.AddrSpec, field ir.Direction) [2]ad
 		out[i].match = &ir.AddrMatch{Field: field, Family: f, Elems: elems}
 	}
 	return out
+}
+
+// itemRanges returns the ranges of itemAddrs(it), sorted, both families.
+// A literal is its one range and a group its resolved set, as they are:
+// copying them through an IPSetBuilder, one rule at a time, only made
+// garbage.
+func (c *compilation) itemRanges(it model.AddrItem) []netipx.IPRange {
+	switch it.Kind {
+	case model.AddrLiteral:
+		if it.Range.IsValid() {
+			return []netipx.IPRange{it.Range}
+		}
+	case model.AddrGroup:
+		if g := c.pol.Group(it.Name); g != nil && g.Addrs != nil {
+			return g.Addrs.Ranges()
+		}
+	}
+	return c.itemAddrs(it).Ranges()
 }
 
 // itemAddrs returns every address an item names (both families).
@@ -77,7 +96,7 @@ func (c *compilation) itemAddrs(it model.AddrItem) *netipx.IPSet {
 		b.AddRange(it.Range)
 	case model.AddrGroup:
 		if g := c.pol.Group(it.Name); g != nil && g.Addrs != nil {
-			b.AddSet(g.Addrs)
+			return g.Addrs // already a set; nothing changes it
 		}
 	case model.AddrNodes:
 		for _, n := range c.pol.Nodes {
@@ -96,10 +115,10 @@ func (c *compilation) itemAddrs(it model.AddrItem) *netipx.IPSet {
 	return s
 }
 
-// familyRanges returns the ranges of s in family f.
-func familyRanges(s *netipx.IPSet, f ir.Family) []netipx.IPRange {
+// familyRanges returns the ranges of family f among rs.
+func familyRanges(rs []netipx.IPRange, f ir.Family) []netipx.IPRange {
 	var out []netipx.IPRange
-	for _, r := range s.Ranges() {
+	for _, r := range rs {
 		if ir.FamilyOf(r.From()) == f {
 			out = append(out, r)
 		}

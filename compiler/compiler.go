@@ -5,8 +5,8 @@ package compiler
 
 import (
 	"cmp"
-	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/hostwall/hostwall/compiler/ir"
@@ -212,5 +212,6 @@ func hookName(h model.Hook) string {
 
 // ruleWhat names a policy rule for humans.
 func ruleWhat(r *model.Rule) string {
-	return fmt.Sprintf("policy %q %s[%d]", r.Policy.Name, hookName(r.Hook), r.Index)
+	// As fmt.Sprintf("policy %q %s[%d]", ...), without its cost per rule.
+	return "policy " + strconv.Quote(r.Policy.Name) + " " + hookName(r.Hook) + "[" + strconv.Itoa(r.Index) + "]"
 }

@@ -104,7 +104,7 @@ func (s filterSpec) expand() []*ir.Rule {
 				fam = svc.family
 			}
 			for _, alt := range verdictAlts(s.action, s.rejectWith, fam, svc.proto) {
-				var ms []ir.Match
+				ms := make([]ir.Match, 0, len(s.ifaces)+3+len(svc.matches)+len(alt.extra)+1+len(s.extra))
 				ms = append(ms, s.ifaces...)
 				implied := false
 				for _, a := range []*ir.AddrMatch{v.src, v.dst} {

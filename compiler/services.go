@@ -2,7 +2,6 @@ package compiler
 
 import (
 	"cmp"
-	"fmt"
 	"slices"
 
 	"github.com/hostwall/hostwall/compiler/ir"
@@ -32,8 +31,21 @@ func serviceMatchers(specs []model.ServiceSpec) []svcMatcher {
 	if len(specs) == 0 {
 		return []svcMatcher{{}}
 	}
+	// bucketKey says which specs merge: a kind of spec and its protocol
+	// (for sport buckets, the spec's index: those never merge).
+	type bucketKey struct {
+		kind uint8
+		n    int
+	}
+	const (
+		kindICMP = iota
+		kindSport
+		kindDport
+		kindICMPProto
+		kindProto
+	)
 	type bucket struct {
-		key    string
+		key    bucketKey
 		proto  ir.Proto
 		ranges []ir.PortRange
 		protos []ir.Proto
@@ -41,7 +53,7 @@ func serviceMatchers(specs []model.ServiceSpec) []svcMatcher {
 		spec   *model.ServiceSpec
 	}
 	var buckets []*bucket
-	find := func(key string) *bucket {
+	find := func(key bucketKey) *bucket {
 		for _, b := range buckets {
 			if b.key == key {
 				return b
@@ -55,21 +67,21 @@ func serviceMatchers(specs []model.ServiceSpec) []svcMatcher {
 		s := &specs[i]
 		switch {
 		case s.ICMPType != nil:
-			b := find(fmt.Sprintf("icmp/%d", s.Proto))
+			b := find(bucketKey{kindICMP, int(s.Proto)})
 			b.proto = s.Proto
 			b.icmp = append(b.icmp, *s.ICMPType)
 		case len(s.SPorts) > 0:
-			b := find(fmt.Sprintf("sport/%d", i))
+			b := find(bucketKey{kindSport, i})
 			b.proto, b.spec = s.Proto, s
 		case len(s.DPorts) > 0:
-			b := find(fmt.Sprintf("dport/%d", s.Proto))
+			b := find(bucketKey{kindDport, int(s.Proto)})
 			b.proto = s.Proto
 			b.ranges = append(b.ranges, s.DPorts...)
 		case s.Proto == ir.ProtoICMP || s.Proto == ir.ProtoICMPv6:
-			b := find(fmt.Sprintf("proto/%d", s.Proto))
+			b := find(bucketKey{kindICMPProto, int(s.Proto)})
 			b.protos = append(b.protos, s.Proto)
 		default:
-			b := find("proto")
+			b := find(bucketKey{kind: kindProto})
 			b.protos = append(b.protos, s.Proto)
 		}
 	}
