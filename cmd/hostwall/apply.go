@@ -3,13 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -34,7 +32,8 @@ type ApplyCmd struct {
 	Server  string        `name:"keep-server" help:"This host's end of the --keep session (default: the address that routes to the client, port 22)." placeholder:"ADDR[:PORT]"`
 	Force   bool          `help:"Apply even if the new ruleset would cut the ssh session (SSH_CONNECTION or --keep)."`
 	OnError string        `help:"When the policy fails to load, compile or apply: keep the loaded table, or load the failsafe ruleset (default: settings.on_error, else keep)." enum:",keep,failsafe" default:"" placeholder:"keep|failsafe"`
-	State   string        `name:"state-dir" help:"Where the last known good table and a pending confirmation are kept." default:"/var/lib/hostwall" placeholder:"DIR"`
+	State   string        `name:"state-dir" help:"Where the last known good table, a pending confirmation and the cache of compiled policies are kept." default:"/var/lib/hostwall" placeholder:"DIR"`
+	NoCache bool          `help:"Load and compile the policy even when the cache of compiled policies has it (and do not add it)."`
 	Policy  []string      `arg:"" name:"POLICY" help:"Policy files or directories." type:"path"`
 
 	// InsecurePolicy skips the owner and mode checks of strict.go.
@@ -61,46 +60,21 @@ func (c *ApplyCmd) Help() string {
 	return "Example:\n  hostwall apply /etc/hostwall/policy.d\n  hostwall apply --confirm 30s /etc/hostwall/policy.d   # then: hostwall confirm\n  hostwall apply --netns lab --node node1 examples/cluster-roles.toml"
 }
 
-// Run loads and compiles the policy for the chosen or detected node,
-// checks that it keeps the ssh session, and applies it; with --confirm it
-// then waits for confirmation. A policy that fails to load, compile or
-// apply leaves the loaded table, or loads the failsafe ruleset
-// (settings.on_error).
+// Run loads and compiles the policy for the chosen or detected node (or
+// takes both from the cache of compiled policies), checks that it keeps
+// the ssh session, and applies it; with --confirm it then waits for
+// confirmation. A policy that fails to load, compile or apply leaves the
+// loaded table, or loads the failsafe ruleset (settings.on_error).
 func (c *ApplyCmd) Run(env *Env) error {
 	k := c.kernel
 	if k == nil {
 		k = &nft.Netlink{NetNS: c.Netns}
 	}
-	pol, diags := model.Load(c.Policy...)
-	if err := diags.Err(); err != nil {
-		return c.onError(env, k, pol, err)
+	p, err := c.prepare(env, k)
+	if err != nil {
+		return err
 	}
-	if !c.InsecurePolicy && !c.DryRun {
-		if err := checkPolicyFiles(pol); err != nil {
-			return &policyError{err}
-		}
-	}
-	printWarnings(env, diags)
-	node := c.Node
-	if node == "" && len(pol.Nodes) > 0 {
-		addrs := c.addrs
-		if addrs == nil {
-			addrs = hostAddrs
-		}
-		own, err := addrs(c.Netns)
-		if err != nil {
-			return c.onError(env, k, pol, &systemError{fmt.Errorf("apply: find this host's addresses: %w", err)})
-		}
-		node, err = detectNode(pol, own)
-		if err != nil {
-			return c.onError(env, k, pol, &policyError{err})
-		}
-	}
-	rs, diags := compiler.Compile(pol, compiler.Options{Node: node})
-	if err := diags.Err(); err != nil {
-		return c.onError(env, k, pol, err)
-	}
-	printWarnings(env, diags)
+	rs := p.rs
 	if err := c.checkLockout(env, rs); err != nil {
 		return err
 	}
@@ -123,46 +97,196 @@ func (c *ApplyCmd) Run(env *Env) error {
 	if c.Netns != "" {
 		where = " in network namespace " + c.Netns
 	}
-	if node != "" {
-		where += " for node " + node
+	if p.node != "" {
+		where += " for node " + p.node
 	}
-	lg := &nft.LastGood{NetNS: c.Netns, Node: node, Policy: pol.Files, PolicyHash: policyHash(pol.Files)}
+	lg := &nft.LastGood{NetNS: c.Netns, Node: p.node, Policy: p.files, PolicyHash: p.hash}
 	if c.Confirm > 0 {
-		return c.applyConfirm(env, k, pol, rs, lg, where)
+		return c.applyConfirm(env, k, p, lg, where)
 	}
-	text, release, err := c.reserveState(rs)
+	release, err := c.reserveState(p)
 	if err != nil {
 		return err
 	}
 	if err := c.replace(k, rs); err != nil {
 		release()
-		return c.onError(env, k, pol, err)
+		return c.onError(env, k, p.policy(), err)
 	}
 	fmt.Fprintf(env.Stderr, "hostwall: applied table inet %s%s\n", rs.Table, where)
 	release()
-	c.saveLastGood(env, k, rs, lg, text)
+	c.saveLastGood(env, k, p, lg)
+	p.store(env)
 	return nil
+}
+
+// prepared is a policy compiled for apply: loaded and compiled now, or
+// taken from the cache.
+type prepared struct {
+	srcs []model.Source
+	// files are the policy files, in load order; hash is their
+	// sourcesHash.
+	files []string
+	hash  string
+	node  string
+	rs    *ir.Ruleset
+	// text is rs as nft text (nil until reserveState prints it).
+	text []byte
+	// pol is the loaded policy; nil on a cache hit until policy() loads
+	// it (only a failure needs it).
+	pol *model.Policy
+	// cache and key: the cache and this policy's key in it (nil: no
+	// cache). fresh is set when this apply compiled what the cache
+	// lacks; loadWarnings and warnings are the warnings it printed.
+	cache        *policyCache
+	key          string
+	fresh        bool
+	loadWarnings []string
+	warnings     []string
+}
+
+// policy returns the loaded policy, loading it from the files' bytes read
+// before when the cache gave the ruleset.
+func (p *prepared) policy() *model.Policy {
+	if p.pol == nil {
+		p.pol, _ = model.LoadSources(p.srcs)
+	}
+	return p.pol
+}
+
+// prepare reads the policy files and takes their compiled ruleset from the
+// cache, or loads and compiles them.
+func (c *ApplyCmd) prepare(env *Env, k nft.Kernel) (*prepared, error) {
+	srcs, readDiags := model.ReadSources(c.Policy...)
+	p := &prepared{srcs: srcs, hash: sourcesHash(srcs)}
+	for _, s := range srcs {
+		p.files = append(p.files, s.Name)
+	}
+	if !c.NoCache && !c.DryRun && c.State != "" && len(readDiags) == 0 {
+		p.cache = newPolicyCache(c.State)
+	}
+	if p.cache != nil {
+		p.key = p.cache.key(p.hash)
+		if ok, err := c.prepareCached(env, p); ok || err != nil {
+			return p, err
+		}
+	}
+	pol, diags := model.LoadSources(srcs)
+	diags = append(readDiags, diags...)
+	diags.Sort()
+	p.pol = pol
+	if err := diags.Err(); err != nil {
+		return nil, c.onError(env, k, pol, err)
+	}
+	if !c.InsecurePolicy && !c.DryRun {
+		if err := checkPolicyFiles(pol); err != nil {
+			return nil, &policyError{err}
+		}
+	}
+	p.loadWarnings = printWarnings(env, diags)
+	node, err := c.node(pol)
+	if err != nil {
+		return nil, c.onError(env, k, pol, err)
+	}
+	rs, diags := compiler.Compile(pol, compiler.Options{Node: node})
+	if err := diags.Err(); err != nil {
+		return nil, c.onError(env, k, pol, err)
+	}
+	p.warnings = printWarnings(env, diags)
+	p.node, p.rs, p.fresh = node, rs, true
+	return p, nil
+}
+
+// prepareCached fills p from the cache; false on a miss (then nothing was
+// printed). A hit checks the files' owners and modes, prints the warnings
+// the load and compile printed, and detects the node, as a load would.
+func (c *ApplyCmd) prepareCached(env *Env, p *prepared) (bool, error) {
+	cp := p.cache.lookupPolicy(p.key)
+	if cp == nil {
+		return false, nil
+	}
+	nodes := &model.Policy{}
+	for _, n := range cp.Nodes {
+		nodes.Nodes = append(nodes.Nodes, &model.Node{Name: n.Name, Addresses: n.Addresses})
+	}
+	node, err := c.node(nodes)
+	if err != nil {
+		return false, nil // the load reports it, with on_error
+	}
+	cr := p.cache.lookupRuleset(p.key, node)
+	if cr == nil {
+		return false, nil
+	}
+	if !c.InsecurePolicy {
+		files := slices.Clone(p.files)
+		for _, g := range cp.Groups {
+			files = append(files, g.Path)
+		}
+		if err := checkFiles(files); err != nil {
+			return true, &policyError{err}
+		}
+	}
+	for _, w := range slices.Concat(cp.Warnings, cr.Warnings) {
+		fmt.Fprintln(env.Stderr, w)
+	}
+	p.node, p.rs, p.text = node, cr.RS, cr.Text
+	return true, nil
+}
+
+// node returns --node, or the node of [nodes] that has one of this host's
+// addresses.
+func (c *ApplyCmd) node(pol *model.Policy) (string, error) {
+	if c.Node != "" || len(pol.Nodes) == 0 {
+		return c.Node, nil
+	}
+	addrs := c.addrs
+	if addrs == nil {
+		addrs = hostAddrs
+	}
+	own, err := addrs(c.Netns)
+	if err != nil {
+		return "", &systemError{fmt.Errorf("apply: find this host's addresses: %w", err)}
+	}
+	node, err := detectNode(pol, own)
+	if err != nil {
+		return "", &policyError{err}
+	}
+	return node, nil
+}
+
+// store puts what this apply compiled into the cache; a failure is only a
+// warning.
+func (p *prepared) store(env *Env) {
+	if p.cache == nil || !p.fresh {
+		return
+	}
+	cr := &cachedRuleset{Warnings: p.warnings, Text: p.text, RS: p.rs}
+	if err := p.cache.store(p.key, p.pol, p.loadWarnings, p.node, cr); err != nil {
+		fmt.Fprintf(env.Stderr, "hostwall: warning: the compiled policy was not cached (the next apply compiles it again): %v\n", err)
+	}
 }
 
 // reserveState makes room in the state directory for the last known good
 // table before the kernel is touched, so that a read-only or full state
 // directory fails the apply with the previous firewall still in place. The
 // estimate is generous: the saved table (a netlink snapshot as JSON, and
-// the nft text) takes a few times the size of the nft text. It returns
-// that text, which saveLastGood stores (printed once per apply).
-func (c *ApplyCmd) reserveState(rs *ir.Ruleset) (text []byte, release func(), err error) {
+// the nft text) takes a few times the size of the nft text, which it
+// prints into p.text unless the cache gave it (saveLastGood stores it).
+func (c *ApplyCmd) reserveState(p *prepared) (release func(), err error) {
 	if c.State == "" {
-		return nil, func() {}, nil
+		return func() {}, nil
 	}
-	var buf bytes.Buffer
-	if err := nft.Print(&buf, rs); err != nil {
-		return nil, nil, &policyError{fmt.Errorf("apply: %w", err)}
+	if p.text == nil {
+		var buf bytes.Buffer
+		if err := nft.Print(&buf, p.rs); err != nil {
+			return nil, &policyError{fmt.Errorf("apply: %w", err)}
+		}
+		p.text = buf.Bytes()
 	}
-	release, err = nft.State{Dir: c.State}.Reserve(16*int64(buf.Len()) + 1<<20)
+	release, err = nft.State{Dir: c.State}.Reserve(16*int64(len(p.text)) + 1<<20)
 	if err != nil {
-		return nil, nil, &systemError{fmt.Errorf("apply: %w; the firewall was not changed", err)}
+		return nil, &systemError{fmt.Errorf("apply: %w; the firewall was not changed", err)}
 	}
-	return buf.Bytes(), release, nil
+	return release, nil
 }
 
 // replace applies rs and classifies a failure.
@@ -178,36 +302,39 @@ func (c *ApplyCmd) replace(k nft.Kernel, rs *ir.Ruleset) error {
 }
 
 // saveLastGood stores what the kernel now holds as the last known good
-// table, with text (rs as nft text, as reserveState printed it); a failure
-// is only a warning (the apply itself succeeded).
-func (c *ApplyCmd) saveLastGood(env *Env, k nft.Kernel, rs *ir.Ruleset, lg *nft.LastGood, text []byte) {
+// table, with p.text; a failure is only a warning (the apply itself
+// succeeded). The table is read back from the kernel, unless an earlier
+// apply of the same cached ruleset into a kernel of the same release read
+// it back already: the same transaction makes the same table (handles and
+// counters are not part of a snapshot).
+func (c *ApplyCmd) saveLastGood(env *Env, k nft.Kernel, p *prepared, lg *nft.LastGood) {
 	nk, ok := k.(*nft.Netlink)
 	if !ok || c.State == "" {
 		return
 	}
-	snap, err := nk.Snapshot(context.Background(), rs.Table)
+	lg.Time = time.Now().UTC()
+	release := kernelRelease()
+	var snap []byte
+	if p.cache != nil && release != "" {
+		snap = p.cache.snapshotMemo(p.key, p.node, release)
+	}
+	var err error
+	if snap == nil {
+		var s *nft.Snapshot
+		if s, err = nk.Snapshot(context.Background(), p.rs.Table); err == nil {
+			snap, err = json.Marshal(s.ZeroCounters())
+		}
+		if err == nil && p.cache != nil && release != "" {
+			// A failure here only costs the next apply a read-back.
+			_ = p.cache.storeSnapshotMemo(p.key, p.node, release, snap)
+		}
+	}
 	if err == nil {
-		lg.Time, lg.Snapshot = time.Now().UTC(), snap.ZeroCounters()
-		err = nft.State{Dir: c.State}.SaveLastGood(lg, text)
+		err = nft.State{Dir: c.State}.SaveLastGoodJSON(lg, snap, p.text)
 	}
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "hostwall: warning: the last known good table was not saved: %v\n", err)
 	}
-}
-
-// policyHash is the SHA-256 of the policy files' names and contents, in
-// load order.
-func policyHash(files []string) string {
-	h := sha256.New()
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			b = []byte("unreadable: " + err.Error())
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00", f, len(b))
-		h.Write(b)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // onError handles a policy that failed to load, compile or apply: with
@@ -249,12 +376,16 @@ func (c *ApplyCmd) onError(env *Env, k nft.Kernel, pol *model.Policy, cause erro
 	return cause
 }
 
-func printWarnings(env *Env, diags model.Diags) {
+// printWarnings prints the warnings of diags and returns them as printed.
+func printWarnings(env *Env, diags model.Diags) []string {
+	var out []string
 	for _, d := range diags {
 		if d.Severity == model.Warning {
-			fmt.Fprintln(env.Stderr, d.String())
+			out = append(out, d.String())
+			fmt.Fprintln(env.Stderr, out[len(out)-1])
 		}
 	}
+	return out
 }
 
 // detectNode returns the one node of [nodes] that has one of own's

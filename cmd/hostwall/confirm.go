@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hostwall/hostwall/compiler/ir"
-	"github.com/hostwall/hostwall/model"
 	"github.com/hostwall/hostwall/nft"
 	"golang.org/x/sys/unix"
 )
@@ -38,7 +36,8 @@ const (
 // starts a detached helper that puts it back at the deadline, applies, and
 // waits for `hostwall confirm` (or Enter on a terminal). The new table
 // becomes the last known good one only when confirmed.
-func (c *ApplyCmd) applyConfirm(env *Env, k nft.Kernel, pol *model.Policy, rs *ir.Ruleset, lg *nft.LastGood, where string) error {
+func (c *ApplyCmd) applyConfirm(env *Env, k nft.Kernel, pp *prepared, lg *nft.LastGood, where string) error {
+	rs := pp.rs
 	nk, ok := k.(*nft.Netlink)
 	if !ok {
 		return fmt.Errorf("apply: --confirm needs the kernel (netlink)")
@@ -97,7 +96,7 @@ func (c *ApplyCmd) applyConfirm(env *Env, k nft.Kernel, pol *model.Policy, rs *i
 	}
 	if err := c.replace(k, rs); err != nil {
 		_ = st.DropPending(id) // nothing changed: nothing to roll back
-		return c.onError(env, k, pol, err)
+		return c.onError(env, k, pp.policy(), err)
 	}
 	if snap, err := nk.Snapshot(ctx, rs.Table); err == nil {
 		lg.Time, lg.Snapshot = time.Now().UTC(), snap.ZeroCounters()

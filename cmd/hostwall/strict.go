@@ -35,8 +35,16 @@ func (e *insecurePolicyError) Error() string {
 // checkPolicyFiles checks every file the policy was read from (policy files
 // and `file =` group lists) and each one's directory.
 func checkPolicyFiles(pol *model.Policy) error {
+	return checkFiles(policyFiles(pol))
+}
+
+// checkFiles checks files (in any order, repeats allowed) and their
+// directories.
+func checkFiles(files []string) error {
+	files = slices.Clone(files)
+	slices.Sort(files)
 	s := strictModes{uid: uint32(os.Geteuid()), stat: os.Stat}
-	return s.check(policyFiles(pol))
+	return s.check(slices.Compact(files))
 }
 
 // policyFiles lists the files a loaded policy was read from, sorted and

@@ -1,0 +1,353 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash/crc32"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hostwall/hostwall/compiler/ir"
+	"github.com/hostwall/hostwall/model"
+	"golang.org/x/sys/unix"
+)
+
+// policyCache is apply's cache of compiled policies, in the cache
+// directory of the state directory. A re-apply of a policy whose files did
+// not change (the same bytes, read now) with the same hostwall binary
+// skips loading and compiling, which at 100,000 rules take several times
+// as long as the kernel's transaction: the boot-time apply and the re-apply
+// after a reload.
+//
+// An entry is made only from a policy that loaded, compiled and applied
+// without error, and only says what that load and compile said: the
+// compiled ruleset, its nft text, the warnings printed, the `file =` group
+// lists read (with the digests of their bytes, checked on every hit), and
+// the [nodes] addresses (a hit detects the node as a load would). Its key
+// covers the policy files' names and bytes, the cache format and the
+// binary's identity, so an edited file, a group list, another hostwall or
+// another node all miss. Every file ends with the CRC-32C of its content
+// (the cache guards against damage, not against root, who owns the state
+// directory): a damaged or half-written entry is a miss, never an error. A policy
+// that fails is never cached; its errors come from a full load, every
+// time.
+//
+// The cache also keeps, per kernel release, the table as the kernel read
+// back after the first apply of an entry (see snapshotMemo), so that a
+// re-apply does not read back 100,000 set elements to store the same last
+// known good table again.
+type policyCache struct {
+	dir string
+	// build identifies this hostwall binary (see buildID).
+	build string
+}
+
+// cacheFormat changes whenever what an entry holds, or how, changes.
+const cacheFormat = "hostwall-cache 1"
+
+// cacheKeep is how many policies (distinct sets of policy files) the cache
+// keeps, the most recently used.
+const cacheKeep = 4
+
+// cacheMagic starts every cache file.
+var cacheMagic = []byte("HWCACHE1")
+
+// newPolicyCache returns the cache in stateDir, or nil when this binary
+// cannot be identified (then apply always compiles).
+func newPolicyCache(stateDir string) *policyCache {
+	build, err := buildID()
+	if err != nil {
+		return nil
+	}
+	return &policyCache{dir: filepath.Join(stateDir, "cache"), build: build}
+}
+
+// buildID identifies the running binary by the identity of its file:
+// device, inode, size, modification and change times. Installing another
+// hostwall (a new file, or new bytes written into the old one) changes it;
+// nothing but the kernel sets a change time.
+func buildID() (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/exe", &st); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d:%d:%d:%d.%d:%d.%d", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec), nil
+}
+
+// sourcesHash is the SHA-256 of the policy files' names and contents, in
+// load order (the last known good table's policy_hash).
+func sourcesHash(srcs []model.Source) string {
+	h := sha256.New()
+	for _, s := range srcs {
+		fmt.Fprintf(h, "%s\x00%d\x00", s.Name, len(s.Data))
+		h.Write(s.Data)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// key is the cache key of the policy of srcs (policyHash, its
+// sourcesHash) for this binary.
+func (pc *policyCache) key(policyHash string) string {
+	sum := sha256.Sum256([]byte(cacheFormat + "\x00" + pc.build + "\x00" + policyHash))
+	return hex.EncodeToString(sum[:])
+}
+
+// cachedPolicy is what a hit needs of the loaded policy itself.
+type cachedPolicy struct {
+	// Groups are the `file =` group lists read, with the digests of the
+	// bytes the load read.
+	Groups []cachedFile `json:"groups,omitempty"`
+	// Nodes are [nodes], for detecting the node.
+	Nodes []cachedNode `json:"nodes,omitempty"`
+	// Warnings are the load's warnings, as printed.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+type cachedFile struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+}
+
+type cachedNode struct {
+	Name      string       `json:"name"`
+	Addresses []netip.Addr `json:"addresses"`
+}
+
+// cachedRuleset is one node's compiled ruleset (node "" for a policy
+// without [nodes]).
+type cachedRuleset struct {
+	// Warnings are the compile's warnings, as printed.
+	Warnings []string
+	// Text is the ruleset as nft text.
+	Text []byte
+	RS   *ir.Ruleset
+}
+
+// policyFile, rulesetFile and memoFile name an entry's files.
+func (pc *policyCache) policyFile(key string) string {
+	return filepath.Join(pc.dir, key+".policy")
+}
+
+func (pc *policyCache) rulesetFile(key, node string) string {
+	return filepath.Join(pc.dir, key+"-"+shortHash(node)+".ruleset")
+}
+
+func (pc *policyCache) memoFile(key, node, kernel string) string {
+	return filepath.Join(pc.dir, key+"-"+shortHash(node)+"-"+shortHash(kernel)+".snapshot")
+}
+
+func shortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:8])
+}
+
+// lookupPolicy returns the cached policy of key, or nil on a miss (no
+// entry, a damaged one, or a group list whose bytes changed).
+func (pc *policyCache) lookupPolicy(key string) *cachedPolicy {
+	body, ok := pc.read(pc.policyFile(key))
+	if !ok {
+		return nil
+	}
+	var cp cachedPolicy
+	if err := json.Unmarshal(body, &cp); err != nil {
+		return nil
+	}
+	for _, g := range cp.Groups {
+		data, err := os.ReadFile(g.Path)
+		if err != nil {
+			return nil
+		}
+		sum := sha256.Sum256(data)
+		if hex.EncodeToString(sum[:]) != g.SHA256 {
+			return nil
+		}
+	}
+	// Mark the entry used, for pruning.
+	now := time.Now()
+	_ = os.Chtimes(pc.policyFile(key), now, now)
+	return &cp
+}
+
+// lookupRuleset returns node's cached ruleset of key, or nil on a miss.
+func (pc *policyCache) lookupRuleset(key, node string) *cachedRuleset {
+	body, ok := pc.read(pc.rulesetFile(key, node))
+	if !ok {
+		return nil
+	}
+	var parts [3][]byte
+	for i := range parts {
+		n, w := binary.Uvarint(body)
+		if w <= 0 || n > uint64(len(body)-w) {
+			return nil
+		}
+		parts[i], body = body[w:w+int(n)], body[w+int(n):]
+	}
+	if len(body) != 0 {
+		return nil
+	}
+	cr := &cachedRuleset{Text: parts[1], RS: new(ir.Ruleset)}
+	if err := json.Unmarshal(parts[0], &cr.Warnings); err != nil {
+		return nil
+	}
+	if err := cr.RS.UnmarshalBinary(parts[2]); err != nil {
+		return nil
+	}
+	return cr
+}
+
+// store writes the entry of a policy that loaded and compiled for node.
+func (pc *policyCache) store(key string, pol *model.Policy, loadWarnings []string, node string, cr *cachedRuleset) error {
+	cp := cachedPolicy{Warnings: loadWarnings}
+	for _, g := range pol.Groups {
+		if g.File != "" {
+			cp.Groups = append(cp.Groups, cachedFile{Path: g.File, SHA256: hex.EncodeToString(g.FileSHA256[:])})
+		}
+	}
+	for _, n := range pol.Nodes {
+		cp.Nodes = append(cp.Nodes, cachedNode{Name: n.Name, Addresses: n.Addresses})
+	}
+	pj, err := json.Marshal(&cp)
+	if err != nil {
+		return err
+	}
+	rsb, err := cr.RS.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	wj, err := json.Marshal(cr.Warnings)
+	if err != nil {
+		return err
+	}
+	var body []byte
+	for _, part := range [][]byte{wj, cr.Text, rsb} {
+		body = binary.AppendUvarint(body, uint64(len(part)))
+		body = append(body, part...)
+	}
+	if err := pc.write(pc.rulesetFile(key, node), body); err != nil {
+		return err
+	}
+	// The policy file last: a hit reads it first.
+	if err := pc.write(pc.policyFile(key), pj); err != nil {
+		return err
+	}
+	pc.prune()
+	return nil
+}
+
+// snapshotMemo returns the last known good table (JSON of the snapshot,
+// counters zeroed) that an earlier apply of node's ruleset of key read
+// back from a kernel of release kernel, or nil.
+func (pc *policyCache) snapshotMemo(key, node, kernel string) []byte {
+	body, ok := pc.read(pc.memoFile(key, node, kernel))
+	if !ok {
+		return nil
+	}
+	return body
+}
+
+// storeSnapshotMemo keeps snapJSON as the table that node's ruleset of key
+// becomes in a kernel of release kernel.
+func (pc *policyCache) storeSnapshotMemo(key, node, kernel string, snapJSON []byte) error {
+	return pc.write(pc.memoFile(key, node, kernel), snapJSON)
+}
+
+// castagnoli is CRC-32C's table (the CPU computes it where it can).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// read returns the content of a cache file whose magic and checksum hold.
+func (pc *policyCache) read(path string) ([]byte, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < len(cacheMagic)+4 || !bytes.HasPrefix(b, cacheMagic) {
+		return nil, false
+	}
+	body, sum := b[len(cacheMagic):len(b)-4], b[len(b)-4:]
+	if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(sum) {
+		return nil, false
+	}
+	return body, true
+}
+
+// write stores body in path (magic, body, checksum) through a temporary
+// file and a rename. It does not fsync: a file a crash damaged fails its
+// checksum and is a miss.
+func (pc *policyCache) write(path string, body []byte) error {
+	if err := os.MkdirAll(pc.dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(pc.dir, ".tmp*")
+	if err != nil {
+		return err
+	}
+	sum := binary.BigEndian.AppendUint32(nil, crc32.Checksum(body, castagnoli))
+	_, err = f.Write(slices.Concat(cacheMagic, body, sum))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+// prune removes all but the cacheKeep most recently used policies' files,
+// and temporary files left by a writer that died.
+func (pc *policyCache) prune() {
+	ents, err := os.ReadDir(pc.dir)
+	if err != nil {
+		return
+	}
+	used := map[string]time.Time{}
+	for _, e := range ents {
+		name := e.Name()
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		if strings.HasPrefix(name, ".tmp") {
+			if time.Since(info.ModTime()) > time.Hour {
+				os.Remove(filepath.Join(pc.dir, name))
+			}
+			continue
+		}
+		if key, ok := strings.CutSuffix(name, ".policy"); ok {
+			used[key] = info.ModTime()
+		}
+	}
+	keys := make([]string, 0, len(used))
+	for k := range used {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int { return used[b].Compare(used[a]) })
+	keep := map[string]bool{}
+	for _, k := range keys[:min(len(keys), cacheKeep)] {
+		keep[k] = true
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, ".tmp") || len(name) < 64 || keep[name[:64]] {
+			continue
+		}
+		os.Remove(filepath.Join(pc.dir, name))
+	}
+}
+
+// kernelRelease is uname -r: a cached snapshot holds for the kernel that
+// made it.
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
