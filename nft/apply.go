@@ -305,7 +305,7 @@ func sendBatch(ctx context.Context, nsFd int, ops []Op) error {
 	if err != nil {
 		return &OpError{Op: "open netlink socket", Err: err}
 	}
-	defer conn.Close()
+	defer closeInBackground(conn)
 	rd, wr := socketBufferBytes(ops)
 	if err := raiseBuffers(conn, rd, wr); err != nil {
 		return &OpError{Op: "raise socket buffers", Err: err}
@@ -453,3 +453,12 @@ func withExtAck(errno unix.Errno, m syscall.NetlinkMessage) error {
 	}
 	return errno
 }
+
+// closeInBackground closes a netfilter netlink socket without waiting for
+// the kernel. Releasing such a socket runs nf_tables' NETLINK_URELEASE
+// notifier, which first flushes the deferred destruction of the last
+// transaction's objects, and that waits for an RCU grace period: about
+// 10 ms on a 2-CPU machine, a third of a small apply's time. The apply
+// writes its state files meanwhile; the process's exit waits for what is
+// left of it, so nothing is left behind.
+func closeInBackground(c io.Closer) { go c.Close() }

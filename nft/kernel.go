@@ -92,15 +92,11 @@ func (k *Netlink) lock(ctx context.Context) (func(), error) {
 // socket and sends it; then it checks that every named set holds exactly
 // the elements sent.
 func (k *Netlink) Replace(ctx context.Context, rs *ir.Ruleset) error {
-	b, err := Lower(rs)
+	t, err := Encode(rs)
 	if err != nil {
 		return err
 	}
-	ops, err := ReplaceOps(b)
-	if err != nil {
-		return &OpError{Op: "encode", Err: err}
-	}
-	return k.send(ctx, ops, func(fd int) error { return verifySets(fd, b) })
+	return k.ReplaceTransaction(ctx, t)
 }
 
 // send sends one encoded transaction under the apply lock, on a socket in
@@ -125,45 +121,16 @@ func (k *Netlink) send(ctx context.Context, ops []Op, after func(fd int) error) 
 	return after(fd)
 }
 
-// verifySets checks that every named set holds the elements sent (issue
-// 3's trap: google/nftables alone truncates a long element list). The
-// encoder already checked each message's element count before anything
-// was sent (checkChunk); this is the kernel's side. It first asks for the
-// sets' descriptions, one small dump: a kernel that reports a set's
-// element count (NFTA_SET_COUNT, Linux 6.x) and reports what the elements
-// sent make is believed; any other answer, or no count at all, reads that
-// set's elements back and counts them one by one, as nft list does.
-func verifySets(fd int, b *Batch) error {
-	if len(b.Sets) == 0 {
-		return nil
-	}
-	counts, err := setCounts(fd, b.Table.Name)
-	if err != nil {
-		return &OpError{Op: "verify sets", Err: err, Unknown: true}
-	}
-	var slow []*BatchSet
+// verifySets checks the sets of b after its transaction (verifyCounts).
+func verifySets(fd int, b *Batch) error { return verifyCounts(fd, b.Table.Name, setChecks(b)) }
+
+// setChecks are the checks of b's named sets.
+func setChecks(b *Batch) []SetCheck {
+	sets := make([]SetCheck, 0, len(b.Sets))
 	for _, s := range b.Sets {
-		if n, ok := counts[s.Set.Name]; !ok || n != kernelCount(s) {
-			slow = append(slow, s)
-		}
+		sets = append(sets, SetCheck{Name: s.Set.Name, Sent: uint32(len(s.Elems)), Count: kernelCount(s)})
 	}
-	if len(slow) == 0 {
-		return nil
-	}
-	c, err := nftables.New(nftables.WithNetNSFd(fd), nftables.WithSockOptions(sockOptions()...))
-	if err != nil {
-		return &OpError{Op: "verify sets", Err: err}
-	}
-	for _, s := range slow {
-		got, err := c.GetSetElements(&nftables.Set{Table: b.Table, Name: s.Set.Name, KeyType: s.Set.KeyType, Interval: s.Set.Interval})
-		if err != nil {
-			return &OpError{Op: "verify set " + s.Set.Name, Err: err, Unknown: true}
-		}
-		if len(got) != len(s.Elems) {
-			return &OpError{Op: "verify set " + s.Set.Name, Err: fmt.Errorf("kernel holds %d elements, %d were sent", len(got), len(s.Elems))}
-		}
-	}
-	return nil
+	return sets
 }
 
 // kernelCount is the NFTA_SET_COUNT a kernel that reports it gives for s
@@ -185,7 +152,7 @@ func setCounts(fd int, table string) (map[string]uint32, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
+	defer closeInBackground(conn)
 	if err := raiseBuffers(conn, 4<<20, 1<<20); err != nil {
 		return nil, err
 	}

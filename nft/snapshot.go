@@ -295,7 +295,7 @@ func snapshotOnce(fd int, table string) (*Snapshot, bool, error) {
 	if err != nil {
 		return nil, false, &OpError{Op: "open netlink socket", Err: err}
 	}
-	defer conn.Close()
+	defer closeInBackground(conn)
 	if err := raiseBuffers(conn, 32<<20, 4<<20); err != nil {
 		return nil, false, &OpError{Op: "raise socket buffers", Err: err}
 	}
