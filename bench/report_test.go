@@ -127,8 +127,8 @@ func (r *report) targets() []string {
 	slices.Sort(ns)
 	for _, n := range ns {
 		ra := r.applyRatios[n]
-		out = append(out, fmt.Sprintf("- Apply N=%d, ratio to `nft -f` <= 1.0: `hostwall apply` %.2f (%s), netlink transaction %.2f (%s).",
-			n, ra[0], verdict(ra[0] <= 1), ra[1], verdict(ra[1] <= 1)))
+		out = append(out, fmt.Sprintf("- Apply N=%d, ratio to `nft -f` <= 1.0: `hostwall apply` of a cached policy %.2f (%s); `hostwall apply --no-cache` (load and compile, as the first apply of an edited policy) %.2f (%s); netlink transaction %.2f (%s).",
+			n, ra[0], verdict(ra[0] <= 1), ra[1], verdict(ra[1] <= 1), ra[2], verdict(ra[2] <= 1)))
 	}
 	if opt, ok := r.connOpt[10000]; ok {
 		for _, b := range []struct {
@@ -153,7 +153,8 @@ func (r *report) targets() []string {
 		}
 	}
 	growth("compile time", r.compileTimes)
-	growth("`hostwall apply` time", r.applyTimes)
+	growth("`hostwall apply` time (cached)", r.applyTimes)
+	growth("`hostwall apply --no-cache` time", r.coldApplyTimes)
 	out = append(out, r.notes...)
 	for _, n := range []int{10000, 100000} {
 		st, ok := r.stepTimes[n]

@@ -378,13 +378,15 @@ func (s State) Reserve(size int64) (release func(), err error) {
 		return nil, fmt.Errorf("state directory %s is not writable: %w", s.Dir, err)
 	}
 	name := f.Name()
+	// fallocate takes the blocks now or fails (ENOSPC); no sync is needed
+	// for that, and the file is removed anyway.
 	err = unix.Fallocate(int(f.Fd()), 0, 0, size)
 	if errors.Is(err, unix.EOPNOTSUPP) {
-		// Writing zeros makes the file system find the blocks instead.
-		_, err = f.Write(make([]byte, size))
-	}
-	if err == nil {
-		err = f.Sync()
+		// Writing zeros makes the file system find the blocks instead;
+		// a file system that allocates late does so at the sync.
+		if _, err = f.Write(make([]byte, size)); err == nil {
+			err = f.Sync()
+		}
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
