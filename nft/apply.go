@@ -296,16 +296,25 @@ func sockOptions() []nftables.SockOption {
 // network namespace nsFd (0: the current one) and waits for every
 // acknowledgement. A refused message is reported as an *OpError naming its
 // operation (the first refused one, which is the cause; later ones fail in
-// its wake).
-func sendBatch(ctx context.Context, nsFd int, ops []Op) error {
+// its wake). It returns the socket, for reads after the transaction;
+// close it with closeInBackground.
+func sendBatch(ctx context.Context, nsFd int, ops []Op) (*netlink.Conn, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
-	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: nsFd})
+	conn, err := dialNetfilter(nsFd)
 	if err != nil {
-		return &OpError{Op: "open netlink socket", Err: err}
+		return nil, err
 	}
-	defer closeInBackground(conn)
+	if err := sendOn(ctx, conn, ops); err != nil {
+		closeInBackground(conn)
+		return nil, err
+	}
+	return conn, nil
+}
+
+// sendOn sends ops as one batch on conn and reads the acknowledgements.
+func sendOn(ctx context.Context, conn *netlink.Conn, ops []Op) error {
 	rd, wr := socketBufferBytes(ops)
 	if err := raiseBuffers(conn, rd, wr); err != nil {
 		return &OpError{Op: "raise socket buffers", Err: err}
@@ -343,6 +352,16 @@ func sendBatch(ctx context.Context, nsFd int, ops []Op) error {
 		}
 	}
 	return readAcks(conn, bySeq, want, ops)
+}
+
+// dialNetfilter opens a netfilter netlink socket in the network namespace
+// nsFd (0: this one). Close it with closeInBackground.
+func dialNetfilter(nsFd int) (*netlink.Conn, error) {
+	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: nsFd})
+	if err != nil {
+		return nil, &OpError{Op: "open netlink socket", Err: err}
+	}
+	return conn, nil
 }
 
 // readAcks reads acknowledgements until every acked message has one,

@@ -100,8 +100,8 @@ func (k *Netlink) Replace(ctx context.Context, rs *ir.Ruleset) error {
 }
 
 // send sends one encoded transaction under the apply lock, on a socket in
-// the chosen namespace; then, still there, runs after (when not nil).
-func (k *Netlink) send(ctx context.Context, ops []Op, after func(fd int) error) error {
+// the chosen namespace; then runs after (when not nil) on that socket.
+func (k *Netlink) send(ctx context.Context, ops []Op, after func(conn *netlink.Conn) error) error {
 	unlock, err := k.lock(ctx)
 	if err != nil {
 		return err
@@ -112,17 +112,21 @@ func (k *Netlink) send(ctx context.Context, ops []Op, after func(fd int) error) 
 		return err
 	}
 	defer closeNS()
-	if err := sendBatch(ctx, fd, ops); err != nil {
+	conn, err := sendBatch(ctx, fd, ops)
+	if err != nil {
 		return err
 	}
+	defer closeInBackground(conn)
 	if after == nil {
 		return nil
 	}
-	return after(fd)
+	return after(conn)
 }
 
 // verifySets checks the sets of b after its transaction (verifyCounts).
-func verifySets(fd int, b *Batch) error { return verifyCounts(fd, b.Table.Name, setChecks(b)) }
+func verifySets(conn *netlink.Conn, b *Batch) error {
+	return verifyCounts(conn, b.Table.Name, setChecks(b))
+}
 
 // setChecks are the checks of b's named sets.
 func setChecks(b *Batch) []SetCheck {
@@ -147,15 +151,7 @@ func kernelCount(s *BatchSet) uint32 {
 
 // setCounts dumps the sets of table and returns the element count the
 // kernel reports for each (sets without NFTA_SET_COUNT are left out).
-func setCounts(fd int, table string) (map[string]uint32, error) {
-	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: fd})
-	if err != nil {
-		return nil, err
-	}
-	defer closeInBackground(conn)
-	if err := raiseBuffers(conn, 4<<20, 1<<20); err != nil {
-		return nil, err
-	}
+func setCounts(conn *netlink.Conn, table string) (map[string]uint32, error) {
 	d := &dumper{conn: conn}
 	msgs, err := d.run(unix.NFT_MSG_GETSET, netlink.Dump, strAttr(unix.NFTA_SET_TABLE, table))
 	if err != nil {

@@ -291,9 +291,9 @@ func (k *Netlink) Snapshot(ctx context.Context, table string) (*Snapshot, error)
 }
 
 func snapshotOnce(fd int, table string) (*Snapshot, bool, error) {
-	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: fd})
+	conn, err := dialNetfilter(fd)
 	if err != nil {
-		return nil, false, &OpError{Op: "open netlink socket", Err: err}
+		return nil, false, err
 	}
 	defer closeInBackground(conn)
 	if err := raiseBuffers(conn, 32<<20, 4<<20); err != nil {
@@ -465,12 +465,13 @@ func (k *Netlink) Restore(ctx context.Context, s *Snapshot) error {
 		unlock()
 		return err
 	}
-	err = sendBatch(ctx, fd, ops)
+	conn, err := sendBatch(ctx, fd, ops)
 	closeNS()
 	unlock()
 	if err != nil {
 		return err
 	}
+	closeInBackground(conn)
 	got, err := k.Snapshot(ctx, s.Table)
 	if err != nil {
 		return err

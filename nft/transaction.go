@@ -50,7 +50,7 @@ func Encode(rs *ir.Ruleset) (*Transaction, error) {
 // ReplaceTransaction sends t, as Replace sends the transaction of a
 // ruleset, and checks the sets.
 func (k *Netlink) ReplaceTransaction(ctx context.Context, t *Transaction) error {
-	return k.send(ctx, t.Ops, func(fd int) error { return verifyCounts(fd, t.Table, t.Sets) })
+	return k.send(ctx, t.Ops, func(conn *netlink.Conn) error { return verifyCounts(conn, t.Table, t.Sets) })
 }
 
 // verifyCounts checks that every named set holds the elements sent (issue
@@ -61,11 +61,11 @@ func (k *Netlink) ReplaceTransaction(ctx context.Context, t *Transaction) error 
 // element count (NFTA_SET_COUNT, Linux 6.x) and reports what the elements
 // sent make is believed; any other answer, or no count at all, reads that
 // set's elements back and counts them one by one, as nft list does.
-func verifyCounts(fd int, table string, sets []SetCheck) error {
+func verifyCounts(conn *netlink.Conn, table string, sets []SetCheck) error {
 	if len(sets) == 0 {
 		return nil
 	}
-	counts, err := setCounts(fd, table)
+	counts, err := setCounts(conn, table)
 	if err != nil {
 		return &OpError{Op: "verify sets", Err: err, Unknown: true}
 	}
@@ -73,7 +73,7 @@ func verifyCounts(fd int, table string, sets []SetCheck) error {
 		if n, ok := counts[s.Name]; ok && n == s.Count {
 			continue
 		}
-		got, err := countElems(fd, table, s.Name)
+		got, err := countElems(conn, table, s.Name)
 		if err != nil {
 			return &OpError{Op: "verify set " + s.Name, Err: err, Unknown: true}
 		}
@@ -85,12 +85,7 @@ func verifyCounts(fd int, table string, sets []SetCheck) error {
 }
 
 // countElems dumps the elements of one set and counts them.
-func countElems(fd int, table, set string) (int, error) {
-	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: fd})
-	if err != nil {
-		return 0, err
-	}
-	defer closeInBackground(conn)
+func countElems(conn *netlink.Conn, table, set string) (int, error) {
 	if err := raiseBuffers(conn, 32<<20, 1<<20); err != nil {
 		return 0, err
 	}

@@ -69,7 +69,12 @@ func TestVerifySetsRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closeNS()
-	counts, err := setCounts(fd, rs.Table)
+	conn, err := dialNetfilter(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeInBackground(conn)
+	counts, err := setCounts(conn, rs.Table)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +86,7 @@ func TestVerifySetsRoot(t *testing.T) {
 			t.Errorf("set %s: the kernel reports %d elements, kernelCount says %d: every apply reads it back", s.Set.Name, n, kernelCount(s))
 		}
 	}
-	if err := verifySets(fd, b); err != nil {
+	if err := verifySets(conn, b); err != nil {
 		t.Errorf("the sets as applied: %v", err)
 	}
 	for i := range b.Sets {
@@ -90,7 +95,7 @@ func TestVerifySetsRoot(t *testing.T) {
 		bad := *b
 		bad.Sets = append([]*BatchSet(nil), b.Sets...)
 		bad.Sets[i] = &short
-		err := verifySets(fd, &bad)
+		err := verifySets(conn, &bad)
 		if err == nil || !strings.Contains(err.Error(), "were sent") {
 			t.Errorf("set %s holds 2 elements fewer than sent: %v", short.Set.Name, err)
 		}
