@@ -74,11 +74,17 @@ func (c *ApplyCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	rs := p.rs
-	if err := c.checkLockout(env, rs); err != nil {
-		return err
+	if c.Keep != "" || c.SSHConnection != "" {
+		rs, err := p.ruleset()
+		if err != nil {
+			return err
+		}
+		if err := c.checkLockout(env, rs); err != nil {
+			return err
+		}
 	}
 	if c.DryRun {
+		rs := p.rs // a dry run always compiles
 		b, err := nft.Lower(rs)
 		if err != nil {
 			return &policyError{fmt.Errorf("apply: %w", err)}
@@ -108,11 +114,11 @@ func (c *ApplyCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	if err := c.replace(k, rs); err != nil {
+	if err := c.replace(k, p); err != nil {
 		release()
 		return c.onError(env, k, p.policy(), err)
 	}
-	fmt.Fprintf(env.Stderr, "hostwall: applied table inet %s%s\n", rs.Table, where)
+	fmt.Fprintf(env.Stderr, "hostwall: applied table inet %s%s\n", p.table(), where)
 	release()
 	c.saveLastGood(env, k, p, lg)
 	p.store(env)
@@ -128,7 +134,13 @@ type prepared struct {
 	files []string
 	hash  string
 	node  string
-	rs    *ir.Ruleset
+	// rs is the compiled ruleset; on a cache hit nil until ruleset()
+	// decodes rsData, which only a lockout check, --confirm or a kernel
+	// other than netlink needs. tx is its encoded transaction, from the
+	// cache or made by replace.
+	rs     *ir.Ruleset
+	rsData []byte
+	tx     *nft.Transaction
 	// text is rs as nft text (nil until reserveState prints it).
 	text []byte
 	// pol is the loaded policy; nil on a cache hit until policy() loads
@@ -142,6 +154,26 @@ type prepared struct {
 	fresh        bool
 	loadWarnings []string
 	warnings     []string
+}
+
+// ruleset returns the compiled ruleset, decoding the cached one.
+func (p *prepared) ruleset() (*ir.Ruleset, error) {
+	if p.rs == nil {
+		rs := new(ir.Ruleset)
+		if err := rs.UnmarshalBinary(p.rsData); err != nil {
+			return nil, &systemError{fmt.Errorf("apply: the cached ruleset does not decode (%v); apply with --no-cache", err)}
+		}
+		p.rs = rs
+	}
+	return p.rs, nil
+}
+
+// table is the name of the ruleset's table.
+func (p *prepared) table() string {
+	if p.tx != nil {
+		return p.tx.Table
+	}
+	return p.rs.Table
 }
 
 // policy returns the loaded policy, loading it from the files' bytes read
@@ -228,7 +260,7 @@ func (c *ApplyCmd) prepareCached(env *Env, p *prepared) (bool, error) {
 	for _, w := range slices.Concat(cp.Warnings, cr.Warnings) {
 		fmt.Fprintln(env.Stderr, w)
 	}
-	p.node, p.rs, p.text = node, cr.RS, cr.Text
+	p.node, p.rsData, p.tx, p.text = node, cr.RS, cr.Tx, cr.Text
 	return true, nil
 }
 
@@ -259,8 +291,8 @@ func (p *prepared) store(env *Env) {
 	if p.cache == nil || !p.fresh {
 		return
 	}
-	cr := &cachedRuleset{Warnings: p.warnings, Text: p.text, RS: p.rs}
-	if err := p.cache.store(p.key, p.pol, p.loadWarnings, p.node, cr); err != nil {
+	err := p.cache.store(p.key, p.pol, p.loadWarnings, p.node, p.warnings, p.text, p.rs, p.tx)
+	if err != nil {
 		fmt.Fprintf(env.Stderr, "hostwall: warning: the compiled policy was not cached (the next apply compiles it again): %v\n", err)
 	}
 }
@@ -277,7 +309,11 @@ func (c *ApplyCmd) reserveState(p *prepared) (release func(), err error) {
 	}
 	if p.text == nil {
 		var buf bytes.Buffer
-		if err := nft.Print(&buf, p.rs); err != nil {
+		rs, err := p.ruleset()
+		if err != nil {
+			return nil, err
+		}
+		if err := nft.Print(&buf, rs); err != nil {
 			return nil, &policyError{fmt.Errorf("apply: %w", err)}
 		}
 		p.text = buf.Bytes()
@@ -289,9 +325,11 @@ func (c *ApplyCmd) reserveState(p *prepared) (release func(), err error) {
 	return release, nil
 }
 
-// replace applies rs and classifies a failure.
-func (c *ApplyCmd) replace(k nft.Kernel, rs *ir.Ruleset) error {
-	if err := k.Replace(context.Background(), rs); err != nil {
+// replace applies p's ruleset and classifies a failure. Over netlink it
+// sends the encoded transaction (the cached one, or encodes it and keeps
+// it for the cache).
+func (c *ApplyCmd) replace(k nft.Kernel, p *prepared) error {
+	if err := send(k, p); err != nil {
 		var le *nft.LowerError
 		if errors.As(err, &le) {
 			return &policyError{fmt.Errorf("apply: %w", err)}
@@ -299,6 +337,27 @@ func (c *ApplyCmd) replace(k nft.Kernel, rs *ir.Ruleset) error {
 		return &systemError{fmt.Errorf("apply: %w", err)}
 	}
 	return nil
+}
+
+// send replaces the table with p's ruleset.
+func send(k nft.Kernel, p *prepared) error {
+	ctx := context.Background()
+	nk, ok := k.(*nft.Netlink)
+	if !ok {
+		rs, err := p.ruleset()
+		if err != nil {
+			return err
+		}
+		return k.Replace(ctx, rs)
+	}
+	if p.tx == nil {
+		tx, err := nft.Encode(p.rs)
+		if err != nil {
+			return err
+		}
+		p.tx = tx
+	}
+	return nk.ReplaceTransaction(ctx, p.tx)
 }
 
 // saveLastGood stores what the kernel now holds as the last known good
@@ -321,7 +380,7 @@ func (c *ApplyCmd) saveLastGood(env *Env, k nft.Kernel, p *prepared, lg *nft.Las
 	var err error
 	if snap == nil {
 		var s *nft.Snapshot
-		if s, err = nk.Snapshot(context.Background(), p.rs.Table); err == nil {
+		if s, err = nk.Snapshot(context.Background(), p.table()); err == nil {
 			snap, err = json.Marshal(s.ZeroCounters())
 		}
 		if err == nil && p.cache != nil && release != "" {

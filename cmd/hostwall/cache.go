@@ -17,6 +17,7 @@ import (
 
 	"github.com/hostwall/hostwall/compiler/ir"
 	"github.com/hostwall/hostwall/model"
+	"github.com/hostwall/hostwall/nft"
 	"golang.org/x/sys/unix"
 )
 
@@ -128,7 +129,10 @@ type cachedRuleset struct {
 	Warnings []string
 	// Text is the ruleset as nft text.
 	Text []byte
-	RS   *ir.Ruleset
+	// RS is the ruleset's encoding (ir.Ruleset.MarshalBinary), decoded
+	// only when needed; Tx its transaction.
+	RS []byte
+	Tx *nft.Transaction
 }
 
 // policyFile, rulesetFile and memoFile name an entry's files.
@@ -182,7 +186,7 @@ func (pc *policyCache) lookupRuleset(key, node string) *cachedRuleset {
 	if !ok {
 		return nil
 	}
-	var parts [3][]byte
+	var parts [4][]byte
 	for i := range parts {
 		n, w := binary.Uvarint(body)
 		if w <= 0 || n > uint64(len(body)-w) {
@@ -193,18 +197,20 @@ func (pc *policyCache) lookupRuleset(key, node string) *cachedRuleset {
 	if len(body) != 0 {
 		return nil
 	}
-	cr := &cachedRuleset{Text: parts[1], RS: new(ir.Ruleset)}
+	cr := &cachedRuleset{Text: parts[1], RS: parts[2], Tx: new(nft.Transaction)}
 	if err := json.Unmarshal(parts[0], &cr.Warnings); err != nil {
 		return nil
 	}
-	if err := cr.RS.UnmarshalBinary(parts[2]); err != nil {
+	if err := cr.Tx.UnmarshalBinary(parts[3]); err != nil {
 		return nil
 	}
 	return cr
 }
 
-// store writes the entry of a policy that loaded and compiled for node.
-func (pc *policyCache) store(key string, pol *model.Policy, loadWarnings []string, node string, cr *cachedRuleset) error {
+// store writes the entry of a policy that loaded and compiled for node:
+// the warnings of the load and of the compile, the ruleset as nft text
+// and its transaction (encoded here when tx is nil).
+func (pc *policyCache) store(key string, pol *model.Policy, loadWarnings []string, node string, warnings []string, text []byte, rs *ir.Ruleset, tx *nft.Transaction) error {
 	cp := cachedPolicy{Warnings: loadWarnings}
 	for _, g := range pol.Groups {
 		if g.File != "" {
@@ -218,16 +224,25 @@ func (pc *policyCache) store(key string, pol *model.Policy, loadWarnings []strin
 	if err != nil {
 		return err
 	}
-	rsb, err := cr.RS.MarshalBinary()
+	rsb, err := rs.MarshalBinary()
 	if err != nil {
 		return err
 	}
-	wj, err := json.Marshal(cr.Warnings)
+	if tx == nil {
+		if tx, err = nft.Encode(rs); err != nil {
+			return err
+		}
+	}
+	txb, err := tx.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	wj, err := json.Marshal(warnings)
 	if err != nil {
 		return err
 	}
 	var body []byte
-	for _, part := range [][]byte{wj, cr.Text, rsb} {
+	for _, part := range [][]byte{wj, text, rsb, txb} {
 		body = binary.AppendUvarint(body, uint64(len(part)))
 		body = append(body, part...)
 	}

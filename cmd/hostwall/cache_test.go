@@ -130,7 +130,7 @@ func TestApplyCacheHit(t *testing.T) {
 	pc := newPolicyCache(l.state)
 	key := pc.key(sourcesHash(mustRead(t, filepath.Join(l.dir, "policy.toml"))))
 	rs := other.compiled(t, "node1")
-	if err := pc.store(key, mustLoad(t, filepath.Join(l.dir, "policy.toml")), nil, "node1", &cachedRuleset{Text: []byte(printed(t, rs)), RS: rs}); err != nil {
+	if err := pc.store(key, mustLoad(t, filepath.Join(l.dir, "policy.toml")), nil, "node1", nil, []byte(printed(t, rs)), rs, nil); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := l.apply(t, nil)

@@ -37,7 +37,7 @@ const (
 // waits for `hostwall confirm` (or Enter on a terminal). The new table
 // becomes the last known good one only when confirmed.
 func (c *ApplyCmd) applyConfirm(env *Env, k nft.Kernel, pp *prepared, lg *nft.LastGood, where string) error {
-	rs := pp.rs
+	table := pp.table()
 	nk, ok := k.(*nft.Netlink)
 	if !ok {
 		return fmt.Errorf("apply: --confirm needs the kernel (netlink)")
@@ -72,7 +72,7 @@ func (c *ApplyCmd) applyConfirm(env *Env, k nft.Kernel, pp *prepared, lg *nft.La
 		return &systemError{fmt.Errorf("apply: %w", err)}
 	}
 	ctx := context.Background()
-	prev, err := nk.Snapshot(ctx, rs.Table)
+	prev, err := nk.Snapshot(ctx, table)
 	if err != nil {
 		return &systemError{fmt.Errorf("apply: save the table as it is: %w", err)}
 	}
@@ -94,11 +94,11 @@ func (c *ApplyCmd) applyConfirm(env *Env, k nft.Kernel, pp *prepared, lg *nft.La
 		_ = st.DropPending(id)
 		return &systemError{fmt.Errorf("apply: start the rollback helper: %w", err)}
 	}
-	if err := c.replace(k, rs); err != nil {
+	if err := c.replace(k, pp); err != nil {
 		_ = st.DropPending(id) // nothing changed: nothing to roll back
 		return c.onError(env, k, pp.policy(), err)
 	}
-	if snap, err := nk.Snapshot(ctx, rs.Table); err == nil {
+	if snap, err := nk.Snapshot(ctx, table); err == nil {
 		lg.Time, lg.Snapshot = time.Now().UTC(), snap.ZeroCounters()
 	} else {
 		fmt.Fprintf(env.Stderr, "hostwall: warning: cannot read the new table back, so it will not become the last known good one: %v\n", err)
@@ -114,11 +114,11 @@ func (c *ApplyCmd) applyConfirm(env *Env, k nft.Kernel, pp *prepared, lg *nft.La
 	applyLocked = false
 	if err != nil || !ok {
 		// The helper took it already (it can only have rolled back).
-		return c.waitResult(env, st, id, rs.Table)
+		return c.waitResult(env, st, id, table)
 	}
 	fmt.Fprintf(env.Stderr, "hostwall: applied table inet %s%s; run 'hostwall confirm' (or press Enter here) within %s, or the previous table comes back at %s\n",
-		rs.Table, where, c.Confirm, deadline.Format(time.TimeOnly))
-	return c.wait(env, st, id, rs.Table, deadline)
+		table, where, c.Confirm, deadline.Format(time.TimeOnly))
+	return c.wait(env, st, id, table, deadline)
 }
 
 // wait waits for the pending apply id to be confirmed or rolled back.

@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/netip"
 
 	"github.com/hostwall/hostwall/compiler"
 	"github.com/hostwall/hostwall/compiler/ir"
 	"github.com/hostwall/hostwall/model"
 	"github.com/hostwall/hostwall/nft"
-	"net/netip"
 )
 
 // viewer reads hostwall's table back in the form nft.Diff compares.
