@@ -42,7 +42,7 @@ type run struct {
 
 func settings() run {
 	if *full {
-		return run{sizes: []int{100, 1000, 10000, 100000}, compileRep: 5, applyRep: 5, packetRep: 3, packetDur: 1500 * time.Millisecond, workers: 2}
+		return run{sizes: []int{100, 1000, 10000, 100000}, compileRep: 5, applyRep: 9, packetRep: 3, packetDur: 1500 * time.Millisecond, workers: 2}
 	}
 	return run{sizes: []int{100}, compileRep: 1, applyRep: 1, packetRep: 1, packetDur: 200 * time.Millisecond, workers: 2}
 }
