@@ -49,7 +49,7 @@ func TestApplyCLINodeDetection(t *testing.T) {
 		}
 		return string(out)
 	}
-	if out := run("apply", "--netns", node.Name, policy); !strings.Contains(out, "for node beta") {
+	if out := run("apply", "--netns", node.Name, "--state-dir", t.TempDir(), policy); !strings.Contains(out, "for node beta") {
 		t.Errorf("apply detected the wrong node: %s", out)
 	}
 	if l := listInet(t, node, "hostwall"); !strings.Contains(l, "postgres on db nodes") {

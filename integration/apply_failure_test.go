@@ -177,11 +177,11 @@ func TestApplyCLIExitCodes(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"kernel refuses", []string{"apply", "--netns", ns.Name, policy},
+		{"kernel refuses", []string{"apply", "--netns", ns.Name, "--state-dir", t.TempDir(), policy},
 			[]string{"hostwall: apply: create table hostwall if missing: netlink: operation not permitted"}},
 		{"flush refused", []string{"flush", "--netns", ns.Name},
 			[]string{"hostwall: flush: create table hostwall if missing: netlink: operation not permitted"}},
-		{"no such namespace", []string{"apply", "--netns", ns.Name + "-missing", policy},
+		{"no such namespace", []string{"apply", "--netns", ns.Name + "-missing", "--state-dir", t.TempDir(), policy},
 			[]string{"hostwall: apply: open network namespace", "no such file or directory"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -161,7 +161,7 @@ func TestRobustParallelApplies(t *testing.T) {
 	RequireTool(t, "nft")
 	bin := buildHostwall(t)
 	ns := NewNetns(t, "parallel")
-	dir := t.TempDir()
+	dir, state := t.TempDir(), t.TempDir()
 	const n = 10
 	paths := make([]string, n)
 	for i := range n {
@@ -180,7 +180,7 @@ func TestRobustParallelApplies(t *testing.T) {
 				defer wg.Done()
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
-				out, err := exec.CommandContext(ctx, bin, "apply", "--netns", ns.Name, paths[i]).CombinedOutput()
+				out, err := exec.CommandContext(ctx, bin, "apply", "--netns", ns.Name, "--state-dir", state, paths[i]).CombinedOutput()
 				errs[i], outs[i] = err, string(out)
 			}()
 		}
@@ -217,7 +217,7 @@ func TestRobustParallelApplies(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
 	time.Sleep(300 * time.Millisecond) // let it take the lock
-	waiting := exec.Command(bin, "apply", "--netns", ns.Name, paths[0])
+	waiting := exec.Command(bin, "apply", "--netns", ns.Name, "--state-dir", state, paths[0])
 	if err := waiting.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func TestRobustParallelApplies(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = holder2.Process.Kill(); _ = holder2.Wait() })
 	time.Sleep(300 * time.Millisecond)
-	victim := exec.Command(bin, "apply", "--netns", ns.Name, paths[9])
+	victim := exec.Command(bin, "apply", "--netns", ns.Name, "--state-dir", state, paths[9])
 	if err := victim.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -373,6 +374,7 @@ func (s State) Reserve(size int64) (release func(), err error) {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory %s: %w", s.Dir, err)
 	}
+	s.removeStale()
 	f, err := os.CreateTemp(s.Dir, ".reserve.tmp*")
 	if err != nil {
 		return nil, fmt.Errorf("state directory %s is not writable: %w", s.Dir, err)
@@ -396,4 +398,27 @@ func (s State) Reserve(size int64) (release func(), err error) {
 		return nil, fmt.Errorf("state directory %s cannot hold the last known good table (%d bytes): %w", s.Dir, size, err)
 	}
 	return func() { os.Remove(name) }, nil
+}
+
+// staleAfter is how old a temporary file of the state directory must be
+// for removeStale to take it for one a killed hostwall left.
+const staleAfter = 10 * time.Minute
+
+// removeStale removes the temporary files (reservations, half-written
+// state) that a hostwall killed during an apply left in the state
+// directory; a reservation takes up to 16 times the ruleset's text.
+func (s State) removeStale() {
+	ents, err := os.ReadDir(s.Dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasPrefix(name, ".") || !strings.Contains(name, ".tmp") {
+			continue
+		}
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() && time.Since(info.ModTime()) > staleAfter {
+			os.Remove(filepath.Join(s.Dir, name))
+		}
+	}
 }

@@ -149,3 +149,43 @@ func TestSaveLastGoodJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestReserveRemovesStale: the temporary files a killed apply left are
+// removed by a later reservation once they are old; fresh ones (another
+// apply's) and other files stay.
+func TestReserveRemovesStale(t *testing.T) {
+	s := State{Dir: t.TempDir()}
+	old := time.Now().Add(-time.Hour)
+	files := map[string]bool{ // name: removed
+		".reserve.tmp123":        true,
+		".last-good.json.tmp456": true,
+		".reserve.tmp789-fresh":  false,
+		"last-good.json":         false,
+		".hidden-but-not-tmp":    false,
+	}
+	for name, stale := range files {
+		p := filepath.Join(s.Dir, name)
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if stale || name == "last-good.json" || name == ".hidden-but-not-tmp" {
+			if err := os.Chtimes(p, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	release, err := s.Reserve(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	for name, removed := range files {
+		_, err := os.Stat(filepath.Join(s.Dir, name))
+		if gone := errors.Is(err, os.ErrNotExist); gone != removed {
+			t.Errorf("%s: removed %v, want %v", name, gone, removed)
+		}
+	}
+	if ents, _ := os.ReadDir(s.Dir); len(ents) != 3 {
+		t.Errorf("left %d files, want 3", len(ents))
+	}
+}
