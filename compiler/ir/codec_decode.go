@@ -273,15 +273,7 @@ func (d *decoder) ruleset() *Ruleset {
 	// Every set and chain of the tables is one of the ruleset's (the
 	// encoder's tables hold nothing else), so what decodes encodes again.
 	used := make([]bool, max(len(d.sets), len(d.chains)))
-	if n, isNil := d.list("sets", 1); !isNil {
-		rs.Sets = make([]*Set, n)
-		for i := range rs.Sets {
-			if k := d.ref("set", len(d.sets)); k >= 0 {
-				rs.Sets[i] = &d.sets[k]
-				used[k] = true
-			}
-		}
-	}
+	rs.Sets = refList(d, "set", d.sets, used)
 	d.allUsed("set", used[:len(d.sets)])
 	for i := range d.chains {
 		c := &d.chains[i]
@@ -292,15 +284,7 @@ func (d *decoder) ruleset() *Ruleset {
 		c.Rules = d.ruleList()
 	}
 	clear(used)
-	if n, isNil := d.list("chains", 1); !isNil {
-		rs.Chains = make([]*Chain, n)
-		for i := range rs.Chains {
-			if k := d.ref("chain", len(d.chains)); k >= 0 {
-				rs.Chains[i] = &d.chains[k]
-				used[k] = true
-			}
-		}
-	}
+	rs.Chains = refList(d, "chain", d.chains, used)
 	d.allUsed("chain", used[:len(d.chains)])
 	for i := range d.rules {
 		d.rule(&d.rules[i])
@@ -333,6 +317,23 @@ func (d *decoder) ruleset() *Ruleset {
 		d.failf("%d bytes after the end of the ruleset", d.left())
 	}
 	return rs
+}
+
+// refList decodes a list of references to table's entries (what names
+// one, e.g. "set"), marking each entry used; a nil list stays nil.
+func refList[T any](d *decoder, what string, table []T, used []bool) []*T {
+	n, isNil := d.list(what+"s", 1)
+	if isNil {
+		return nil
+	}
+	out := make([]*T, n)
+	for i := range out {
+		if k := d.ref(what, len(table)); k >= 0 {
+			out[i] = &table[k]
+			used[k] = true
+		}
+	}
+	return out
 }
 
 // allUsed checks that every object of a table was referenced.
