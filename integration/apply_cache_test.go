@@ -90,9 +90,26 @@ func TestApplyCacheKernel(t *testing.T) {
 	if err := os.WriteFile(block, []byte("198.18.73.2\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	list, _ := apply("group list edited")
-	if !strings.Contains(list, "198.18.73.2") || strings.Contains(list, "198.18.73.9") {
-		t.Errorf("an edited group list applied the cached table:\n%s", list)
+	// The edited list is a miss; its last known good table must be the
+	// new table, not the snapshot kept for the old one, on this apply
+	// and the next (a hit).
+	for _, stage := range []string{"group list edited", "group list edited, from the cache"} {
+		list, lg := apply(stage)
+		if !strings.Contains(list, "198.18.73.2") || strings.Contains(list, "198.18.73.9") {
+			t.Errorf("%s: the kernel holds the old list:\n%s", stage, list)
+		}
+		flush()
+		_, want := apply(stage+", compiled", "--no-cache")
+		if !bytes.Equal(lg, want) {
+			t.Errorf("%s: the last known good table is not the applied one", stage)
+		}
+	}
+	l.trafficLab.node.MustRun(t, "nft", "flush", "table", "inet", "hostwall")
+	if out, code := l.hostwall(t, nil, "rollback", "--netns", ns, "--state-dir", l.state); code != 0 {
+		t.Fatalf("rollback: exit %d\n%s", code, out)
+	}
+	if list := l.list(t); !strings.Contains(list, "198.18.73.2") || strings.Contains(list, "198.18.73.9") {
+		t.Errorf("rollback after the group list edit restored:\n%s", list)
 	}
 	l.verdicts(t, "client blocked", Dropped, Dropped)
 }

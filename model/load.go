@@ -131,6 +131,10 @@ const (
 	maxFileErrors = 50
 )
 
+// ReadListFile reads a `file =` group list as a load does: a regular file
+// of at most 64 MiB (a FIFO or a device is refused, not read).
+func ReadListFile(path string) ([]byte, error) { return readLimited(path) }
+
 // readLimited reads a file of at most maxFileSize bytes.
 func readLimited(path string) ([]byte, error) {
 	// Stat before open: opening a FIFO or device could block forever.

@@ -100,8 +100,10 @@ func (k *Netlink) Replace(ctx context.Context, rs *ir.Ruleset) error {
 }
 
 // send sends one encoded transaction under the apply lock, on a socket in
-// the chosen namespace; then runs after (when not nil) on that socket.
-func (k *Netlink) send(ctx context.Context, ops []Op, after func(conn *netlink.Conn) error) error {
+// the chosen namespace; before and after (when not nil) run on that socket
+// before the batch is sent and after it was acknowledged, still under the
+// lock.
+func (k *Netlink) send(ctx context.Context, ops []Op, before, after func(conn *netlink.Conn) error) error {
 	unlock, err := k.lock(ctx)
 	if err != nil {
 		return err
@@ -112,11 +114,22 @@ func (k *Netlink) send(ctx context.Context, ops []Op, after func(conn *netlink.C
 		return err
 	}
 	defer closeNS()
-	conn, err := sendBatch(ctx, fd, ops)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	conn, err := dialNetfilter(fd)
 	if err != nil {
 		return err
 	}
 	defer closeInBackground(conn)
+	if before != nil {
+		if err := before(conn); err != nil {
+			return err
+		}
+	}
+	if err := sendOn(ctx, conn, ops); err != nil {
+		return err
+	}
 	if after == nil {
 		return nil
 	}
@@ -184,7 +197,7 @@ func (k *Netlink) Delete(ctx context.Context, table string) error {
 	if err != nil {
 		return &OpError{Op: "encode", Err: err}
 	}
-	return k.send(ctx, ops, nil)
+	return k.send(ctx, ops, nil, nil)
 }
 
 // List reads table back over netlink, with counters.

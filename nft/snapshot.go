@@ -296,10 +296,16 @@ func snapshotOnce(fd int, table string) (*Snapshot, bool, error) {
 		return nil, false, err
 	}
 	defer closeInBackground(conn)
-	if err := raiseBuffers(conn, 32<<20, 4<<20); err != nil {
+	d := &dumper{conn: conn}
+	return snapshotOn(d, table)
+}
+
+// snapshotOn reads table with d; moved reports that the ruleset changed
+// while it was read (d.gen is the generation read otherwise).
+func snapshotOn(d *dumper, table string) (*Snapshot, bool, error) {
+	if err := raiseBuffers(d.conn, 32<<20, 4<<20); err != nil {
 		return nil, false, &OpError{Op: "raise socket buffers", Err: err}
 	}
-	d := &dumper{conn: conn}
 	s := &Snapshot{Table: table}
 	fail := func(op string, err error) (*Snapshot, bool, error) {
 		return nil, false, &OpError{Op: op + " of table " + table, Err: err}

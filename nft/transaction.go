@@ -50,7 +50,42 @@ func Encode(rs *ir.Ruleset) (*Transaction, error) {
 // ReplaceTransaction sends t, as Replace sends the transaction of a
 // ruleset, and checks the sets.
 func (k *Netlink) ReplaceTransaction(ctx context.Context, t *Transaction) error {
-	return k.send(ctx, t.Ops, func(conn *netlink.Conn) error { return verifyCounts(conn, t.Table, t.Sets) })
+	return k.send(ctx, t.Ops, nil, func(conn *netlink.Conn) error { return verifyCounts(conn, t.Table, t.Sets) })
+}
+
+// ReplaceAndRead is ReplaceTransaction, then reads the table back on the
+// same socket, still under the apply lock. exact reports that the
+// read-back is of the generation this transaction made: the ruleset's
+// generation was read before the batch, and the table was read in the
+// generation after it, so no other commit (another tool's) came between;
+// the snapshot is then exactly what t makes in this kernel. A read-back
+// that failed or is not exact is not an error (snap may be nil).
+func (k *Netlink) ReplaceAndRead(ctx context.Context, t *Transaction) (snap *Snapshot, exact bool, err error) {
+	var before uint16
+	var known bool
+	err = k.send(ctx, t.Ops, func(conn *netlink.Conn) error {
+		d := &dumper{conn: conn}
+		if _, err := d.run(unix.NFT_MSG_GETGEN, 0); err == nil && d.seen {
+			before, known = d.gen, true
+		}
+		return nil
+	}, func(conn *netlink.Conn) error {
+		if err := verifyCounts(conn, t.Table, t.Sets); err != nil {
+			return err
+		}
+		d := &dumper{conn: conn}
+		s, moved, rerr := snapshotOn(d, t.Table)
+		if rerr != nil {
+			return nil
+		}
+		snap = s
+		exact = known && !moved && d.seen && d.gen == before+1
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return snap, exact, nil
 }
 
 // verifyCounts checks that every named set holds the elements sent (issue

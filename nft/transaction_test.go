@@ -102,3 +102,32 @@ func offsets(n int) []int {
 	}
 	return out
 }
+
+// TestReplaceAndReadRoot: the read-back taken under the transaction's lock
+// is the table a separate read gives, and is exact (the generation right
+// after the transaction's) when nothing else commits.
+func TestReplaceAndReadRoot(t *testing.T) {
+	needRoot(t)
+	ns := testNetns(t, "txread")
+	k := testKernel(t, ns)
+	for name, rs := range lowerCases(t) {
+		tx, err := Encode(rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap, exact, err := k.ReplaceAndRead(context.Background(), tx)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !exact || snap == nil {
+			t.Fatalf("%s: read-back exact %v, snapshot %v", name, exact, snap != nil)
+		}
+		again, err := k.Snapshot(context.Background(), rs.Table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := snap.ZeroCounters().Compare(again.ZeroCounters()); d != "" {
+			t.Errorf("%s: the read-back differs from a later read: %s", name, d)
+		}
+	}
+}

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -141,6 +143,15 @@ type prepared struct {
 	rs     *ir.Ruleset
 	rsData []byte
 	tx     *nft.Transaction
+	// txSum is the SHA-256 of tx's encoding, and kernel this kernel's
+	// identity: together the key of the last known good snapshot in the
+	// cache (memo), or else the table read back after the transaction
+	// (readBack; exact when no other commit came between).
+	txSum    string
+	kernel   string
+	memo     []byte
+	readBack *nft.Snapshot
+	exact    bool
 	// text is rs as nft text (nil until reserveState prints it).
 	text []byte
 	// pol is the loaded policy; nil on a cache hit until policy() loads
@@ -161,7 +172,12 @@ func (p *prepared) ruleset() (*ir.Ruleset, error) {
 	if p.rs == nil {
 		rs := new(ir.Ruleset)
 		if err := rs.UnmarshalBinary(p.rsData); err != nil {
-			return nil, &systemError{fmt.Errorf("apply: the cached ruleset does not decode (%v); apply with --no-cache", err)}
+			// Only a codec bug gets here (the file's checksum held):
+			// compile the bytes read, as a miss would.
+			var diags model.Diags
+			if rs, diags = compiler.Compile(p.policy(), compiler.Options{Node: p.node}); diags.Err() != nil {
+				return nil, diags.Err()
+			}
 		}
 		p.rs = rs
 	}
@@ -195,6 +211,7 @@ func (c *ApplyCmd) prepare(env *Env, k nft.Kernel) (*prepared, error) {
 	}
 	if !c.NoCache && !c.DryRun && c.State != "" && len(readDiags) == 0 {
 		p.cache = newPolicyCache(c.State)
+		p.kernel = kernelIdentity()
 	}
 	if p.cache != nil {
 		p.key = p.cache.key(p.hash)
@@ -250,17 +267,17 @@ func (c *ApplyCmd) prepareCached(env *Env, p *prepared) (bool, error) {
 	}
 	if !c.InsecurePolicy {
 		files := slices.Clone(p.files)
-		for _, g := range cp.Groups {
+		for _, g := range cr.Groups {
 			files = append(files, g.Path)
 		}
 		if err := checkFiles(files); err != nil {
 			return true, &policyError{err}
 		}
 	}
-	for _, w := range slices.Concat(cp.Warnings, cr.Warnings) {
+	for _, w := range slices.Concat(cr.LoadWarnings, cr.Warnings) {
 		fmt.Fprintln(env.Stderr, w)
 	}
-	p.node, p.rsData, p.tx, p.text = node, cr.RS, cr.Tx, cr.Text
+	p.node, p.rsData, p.tx, p.txSum, p.text = node, cr.RS, cr.Tx, cr.TxSum, cr.Text
 	return true, nil
 }
 
@@ -291,8 +308,8 @@ func (p *prepared) store(env *Env) {
 	if p.cache == nil || !p.fresh {
 		return
 	}
-	err := p.cache.store(p.key, p.pol, p.loadWarnings, p.node, p.warnings, p.text, p.rs, p.tx)
-	if err != nil {
+	cr := &cachedRuleset{LoadWarnings: p.loadWarnings, Warnings: p.warnings, Text: p.text, Tx: p.tx}
+	if _, err := p.cache.store(p.key, p.pol, p.node, cr, p.rs); err != nil {
 		fmt.Fprintf(env.Stderr, "hostwall: warning: the compiled policy was not cached (the next apply compiles it again): %v\n", err)
 	}
 }
@@ -357,7 +374,29 @@ func send(k nft.Kernel, p *prepared) error {
 		}
 		p.tx = tx
 	}
-	return nk.ReplaceTransaction(ctx, p.tx)
+	if p.memo = p.snapshotMemo(); p.memo != nil {
+		return nk.ReplaceTransaction(ctx, p.tx)
+	}
+	var err error
+	p.readBack, p.exact, err = nk.ReplaceAndRead(ctx, p.tx)
+	return err
+}
+
+// snapshotMemo returns the table (JSON) that an earlier apply read back
+// after exactly p's transaction in a kernel like this one, or nil.
+func (p *prepared) snapshotMemo() []byte {
+	if p.cache == nil || p.kernel == "" {
+		return nil
+	}
+	if p.txSum == "" {
+		b, err := p.tx.MarshalBinary()
+		if err != nil {
+			return nil
+		}
+		sum := sha256.Sum256(b)
+		p.txSum = hex.EncodeToString(sum[:])
+	}
+	return p.cache.snapshotMemo(p.key, p.txSum, p.kernel)
 }
 
 // saveLastGood stores what the kernel now holds as the last known good
@@ -372,20 +411,19 @@ func (c *ApplyCmd) saveLastGood(env *Env, k nft.Kernel, p *prepared, lg *nft.Las
 		return
 	}
 	lg.Time = time.Now().UTC()
-	release := kernelRelease()
-	var snap []byte
-	if p.cache != nil && release != "" {
-		snap = p.cache.snapshotMemo(p.key, p.node, release)
-	}
+	snap := p.memo
 	var err error
 	if snap == nil {
-		var s *nft.Snapshot
-		if s, err = nk.Snapshot(context.Background(), p.table()); err == nil {
+		s := p.readBack
+		if s == nil { // the read-back under the lock failed: try again
+			s, err = nk.Snapshot(context.Background(), p.table())
+		}
+		if err == nil {
 			snap, err = json.Marshal(s.ZeroCounters())
 		}
-		if err == nil && p.cache != nil && release != "" {
+		if err == nil && p.exact && p.cache != nil && p.kernel != "" && p.txSum != "" {
 			// A failure here only costs the next apply a read-back.
-			_ = p.cache.storeSnapshotMemo(p.key, p.node, release, snap)
+			_ = p.cache.storeSnapshotMemo(p.key, p.txSum, p.kernel, snap)
 		}
 	}
 	if err == nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -52,14 +53,14 @@ type policyCache struct {
 }
 
 // cacheFormat changes whenever what an entry holds, or how, changes.
-const cacheFormat = "hostwall-cache 1"
+const cacheFormat = "hostwall-cache 2"
 
 // cacheKeep is how many policies (distinct sets of policy files) the cache
 // keeps, the most recently used.
 const cacheKeep = 4
 
 // cacheMagic starts every cache file.
-var cacheMagic = []byte("HWCACHE1")
+var cacheMagic = []byte("HWCACHE2")
 
 // newPolicyCache returns the cache in stateDir, or nil when this binary
 // cannot be identified (then apply always compiles).
@@ -71,16 +72,26 @@ func newPolicyCache(stateDir string) *policyCache {
 	return &policyCache{dir: filepath.Join(stateDir, "cache"), build: build}
 }
 
-// buildID identifies the running binary by the identity of its file:
-// device, inode, size, modification and change times. Installing another
-// hostwall (a new file, or new bytes written into the old one) changes it;
-// nothing but the kernel sets a change time.
+// buildID identifies the running binary by the Go build ID the linker
+// wrote into it (a hash of what it was built from: another hostwall, even
+// one built from one changed line, has another), read from its ELF note.
+// A binary without one is identified by its file instead (inode, size and
+// times, which a reinstall changes).
 func buildID() (string, error) {
+	f, err := elf.Open("/proc/self/exe")
+	if err == nil {
+		defer f.Close()
+		if sec := f.Section(".note.go.buildid"); sec != nil {
+			if note, err := sec.Data(); err == nil && len(note) > 16 {
+				return "go:" + string(note[16:]), nil
+			}
+		}
+	}
 	var st unix.Stat_t
 	if err := unix.Stat("/proc/self/exe", &st); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%d:%d:%d:%d.%d:%d.%d", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec), nil
+	return fmt.Sprintf("file:%d:%d:%d.%d:%d.%d", st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec), nil
 }
 
 // sourcesHash is the SHA-256 of the policy files' names and contents, in
@@ -103,18 +114,9 @@ func (pc *policyCache) key(policyHash string) string {
 
 // cachedPolicy is what a hit needs of the loaded policy itself.
 type cachedPolicy struct {
-	// Groups are the `file =` group lists read, with the digests of the
-	// bytes the load read.
-	Groups []cachedFile `json:"groups,omitempty"`
-	// Nodes are [nodes], for detecting the node.
+	// Nodes are [nodes], for detecting the node (the policy files alone
+	// decide them).
 	Nodes []cachedNode `json:"nodes,omitempty"`
-	// Warnings are the load's warnings, as printed.
-	Warnings []string `json:"warnings,omitempty"`
-}
-
-type cachedFile struct {
-	Path   string `json:"path"`
-	SHA256 string `json:"sha256"`
 }
 
 type cachedNode struct {
@@ -125,17 +127,30 @@ type cachedNode struct {
 // cachedRuleset is one node's compiled ruleset (node "" for a policy
 // without [nodes]).
 type cachedRuleset struct {
-	// Warnings are the compile's warnings, as printed.
-	Warnings []string
+	// Groups are the `file =` group lists the load read, with the
+	// digests of the bytes it read: each hit reads them again.
+	Groups []cachedFile `json:"groups,omitempty"`
+	// LoadWarnings and Warnings are the load's and the compile's
+	// warnings, as printed.
+	LoadWarnings []string `json:"load_warnings,omitempty"`
+	Warnings     []string `json:"warnings,omitempty"`
 	// Text is the ruleset as nft text.
-	Text []byte
+	Text []byte `json:"-"`
 	// RS is the ruleset's encoding (ir.Ruleset.MarshalBinary), decoded
-	// only when needed; Tx its transaction.
-	RS []byte
-	Tx *nft.Transaction
+	// only when needed; Tx its transaction, and TxSum the SHA-256 of
+	// Tx's encoding (the key of the snapshot memo).
+	RS    []byte           `json:"-"`
+	Tx    *nft.Transaction `json:"-"`
+	TxSum string           `json:"-"`
 }
 
-// policyFile, rulesetFile and memoFile name an entry's files.
+type cachedFile struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+}
+
+// policyFile, rulesetFile and memoFile name an entry's files. A memo is
+// named by the transaction it is the result of, and the kernel.
 func (pc *policyCache) policyFile(key string) string {
 	return filepath.Join(pc.dir, key+".policy")
 }
@@ -144,8 +159,8 @@ func (pc *policyCache) rulesetFile(key, node string) string {
 	return filepath.Join(pc.dir, key+"-"+shortHash(node)+".ruleset")
 }
 
-func (pc *policyCache) memoFile(key, node, kernel string) string {
-	return filepath.Join(pc.dir, key+"-"+shortHash(node)+"-"+shortHash(kernel)+".snapshot")
+func (pc *policyCache) memoFile(key, txSum, kernel string) string {
+	return filepath.Join(pc.dir, key+"-"+txSum[:16]+"-"+shortHash(kernel)+".snapshot")
 }
 
 func shortHash(s string) string {
@@ -153,8 +168,7 @@ func shortHash(s string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// lookupPolicy returns the cached policy of key, or nil on a miss (no
-// entry, a damaged one, or a group list whose bytes changed).
+// lookupPolicy returns the cached policy of key, or nil on a miss.
 func (pc *policyCache) lookupPolicy(key string) *cachedPolicy {
 	body, ok := pc.read(pc.policyFile(key))
 	if !ok {
@@ -164,23 +178,14 @@ func (pc *policyCache) lookupPolicy(key string) *cachedPolicy {
 	if err := json.Unmarshal(body, &cp); err != nil {
 		return nil
 	}
-	for _, g := range cp.Groups {
-		data, err := os.ReadFile(g.Path)
-		if err != nil {
-			return nil
-		}
-		sum := sha256.Sum256(data)
-		if hex.EncodeToString(sum[:]) != g.SHA256 {
-			return nil
-		}
-	}
 	// Mark the entry used, for pruning.
 	now := time.Now()
 	_ = os.Chtimes(pc.policyFile(key), now, now)
 	return &cp
 }
 
-// lookupRuleset returns node's cached ruleset of key, or nil on a miss.
+// lookupRuleset returns node's cached ruleset of key, or nil on a miss (no
+// entry, a damaged one, or a group list whose bytes changed).
 func (pc *policyCache) lookupRuleset(key, node string) *cachedRuleset {
 	body, ok := pc.read(pc.rulesetFile(key, node))
 	if !ok {
@@ -198,80 +203,98 @@ func (pc *policyCache) lookupRuleset(key, node string) *cachedRuleset {
 		return nil
 	}
 	cr := &cachedRuleset{Text: parts[1], RS: parts[2], Tx: new(nft.Transaction)}
-	if err := json.Unmarshal(parts[0], &cr.Warnings); err != nil {
+	if err := json.Unmarshal(parts[0], cr); err != nil {
 		return nil
+	}
+	for _, g := range cr.Groups {
+		// As the load reads them: a regular file of bounded size.
+		data, err := model.ReadListFile(g.Path)
+		if err != nil {
+			return nil
+		}
+		sum := sha256.Sum256(data)
+		if hex.EncodeToString(sum[:]) != g.SHA256 {
+			return nil
+		}
 	}
 	if err := cr.Tx.UnmarshalBinary(parts[3]); err != nil {
 		return nil
 	}
+	sum := sha256.Sum256(parts[3])
+	cr.TxSum = hex.EncodeToString(sum[:])
 	return cr
 }
 
 // store writes the entry of a policy that loaded and compiled for node:
-// the warnings of the load and of the compile, the ruleset as nft text
-// and its transaction (encoded here when tx is nil).
-func (pc *policyCache) store(key string, pol *model.Policy, loadWarnings []string, node string, warnings []string, text []byte, rs *ir.Ruleset, tx *nft.Transaction) error {
-	cp := cachedPolicy{Warnings: loadWarnings}
-	for _, g := range pol.Groups {
-		if g.File != "" {
-			cp.Groups = append(cp.Groups, cachedFile{Path: g.File, SHA256: hex.EncodeToString(g.FileSHA256[:])})
-		}
-	}
+// cr's warnings, text, ruleset rs and its transaction (encoded here when
+// cr.Tx is nil), and the group lists pol read. It returns the SHA-256 of
+// the transaction's encoding.
+func (pc *policyCache) store(key string, pol *model.Policy, node string, cr *cachedRuleset, rs *ir.Ruleset) (string, error) {
+	cp := cachedPolicy{}
 	for _, n := range pol.Nodes {
 		cp.Nodes = append(cp.Nodes, cachedNode{Name: n.Name, Addresses: n.Addresses})
 	}
+	cr.Groups = nil
+	for _, g := range pol.Groups {
+		if g.File != "" {
+			cr.Groups = append(cr.Groups, cachedFile{Path: g.File, SHA256: hex.EncodeToString(g.FileSHA256[:])})
+		}
+	}
 	pj, err := json.Marshal(&cp)
 	if err != nil {
-		return err
+		return "", err
 	}
 	rsb, err := rs.MarshalBinary()
 	if err != nil {
-		return err
+		return "", err
 	}
-	if tx == nil {
-		if tx, err = nft.Encode(rs); err != nil {
-			return err
+	if cr.Tx == nil {
+		if cr.Tx, err = nft.Encode(rs); err != nil {
+			return "", err
 		}
 	}
-	txb, err := tx.MarshalBinary()
+	txb, err := cr.Tx.MarshalBinary()
 	if err != nil {
-		return err
+		return "", err
 	}
-	wj, err := json.Marshal(warnings)
+	meta, err := json.Marshal(cr)
 	if err != nil {
-		return err
+		return "", err
 	}
 	var body []byte
-	for _, part := range [][]byte{wj, text, rsb, txb} {
+	for _, part := range [][]byte{meta, cr.Text, rsb, txb} {
 		body = binary.AppendUvarint(body, uint64(len(part)))
 		body = append(body, part...)
 	}
+	sum := sha256.Sum256(txb)
 	if err := pc.write(pc.rulesetFile(key, node), body); err != nil {
-		return err
+		return "", err
 	}
 	// The policy file last: a hit reads it first.
 	if err := pc.write(pc.policyFile(key), pj); err != nil {
-		return err
+		return "", err
 	}
 	pc.prune()
-	return nil
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // snapshotMemo returns the last known good table (JSON of the snapshot,
-// counters zeroed) that an earlier apply of node's ruleset of key read
-// back from a kernel of release kernel, or nil.
-func (pc *policyCache) snapshotMemo(key, node, kernel string) []byte {
-	body, ok := pc.read(pc.memoFile(key, node, kernel))
+// counters zeroed) that the transaction with encoding digest txSum made in
+// a kernel like this one, as an earlier apply read it back, or nil.
+func (pc *policyCache) snapshotMemo(key, txSum, kernel string) []byte {
+	body, ok := pc.read(pc.memoFile(key, txSum, kernel))
 	if !ok {
 		return nil
 	}
 	return body
 }
 
-// storeSnapshotMemo keeps snapJSON as the table that node's ruleset of key
-// becomes in a kernel of release kernel.
-func (pc *policyCache) storeSnapshotMemo(key, node, kernel string, snapJSON []byte) error {
-	return pc.write(pc.memoFile(key, node, kernel), snapJSON)
+// storeSnapshotMemo keeps snapJSON as the table the transaction with
+// encoding digest txSum makes in a kernel like this one. Only a read-back
+// of exactly that transaction's generation may be kept
+// (nft.Netlink.ReplaceAndRead).
+func (pc *policyCache) storeSnapshotMemo(key, txSum, kernel string, snapJSON []byte) error {
+	return pc.write(pc.memoFile(key, txSum, kernel), snapJSON)
 }
 
 // castagnoli is CRC-32C's table (the CPU computes it where it can).
@@ -357,12 +380,12 @@ func (pc *policyCache) prune() {
 	}
 }
 
-// kernelRelease is uname -r: a cached snapshot holds for the kernel that
-// made it.
-func kernelRelease() string {
+// kernelIdentity is uname -r and -v: a cached snapshot holds for the
+// kernel that made it ("" when unknown: nothing is memoized).
+func kernelIdentity() string {
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
 		return ""
 	}
-	return unix.ByteSliceToString(u.Release[:])
+	return unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Version[:])
 }

@@ -2,16 +2,19 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hostwall/hostwall/compiler"
 	"github.com/hostwall/hostwall/compiler/ir"
 	"github.com/hostwall/hostwall/model"
 	"github.com/hostwall/hostwall/nft"
+	"golang.org/x/sys/unix"
 )
 
 // cachePolicy has nodes, a group list file and a rule whose comment
@@ -130,7 +133,7 @@ func TestApplyCacheHit(t *testing.T) {
 	pc := newPolicyCache(l.state)
 	key := pc.key(sourcesHash(mustRead(t, filepath.Join(l.dir, "policy.toml"))))
 	rs := other.compiled(t, "node1")
-	if err := pc.store(key, mustLoad(t, filepath.Join(l.dir, "policy.toml")), nil, "node1", nil, []byte(printed(t, rs)), rs, nil); err != nil {
+	if _, err := pc.store(key, mustLoad(t, filepath.Join(l.dir, "policy.toml")), "node1", &cachedRuleset{Text: []byte(printed(t, rs))}, rs); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := l.apply(t, nil)
@@ -170,6 +173,15 @@ func TestApplyCacheMisses(t *testing.T) {
 	}
 	if got, _ := l.apply(t, nil); printed(t, got) != printed(t, l.compiled(t, "node1")) {
 		t.Errorf("back on node1 got:\n%s", printed(t, got))
+	}
+
+	// Both nodes are cached; a group list edit, applied on node1 (a
+	// miss), must not leave node2's entry a hit.
+	l.write(t, "block.txt", "198.18.99.1\n198.18.99.8\n")
+	l.apply(t, nil)
+	got, _ = l.apply(t, func(c *ApplyCmd) { c.Node = "node2" })
+	if !strings.Contains(printed(t, got), "198.18.99.8") {
+		t.Errorf("node2 after a group list edit applied on node1:\n%s", printed(t, got))
 	}
 
 	// Damage every cache file: each apply still loads the right table.
@@ -238,4 +250,70 @@ func mustLoad(t *testing.T, paths ...string) *model.Policy {
 		t.Fatal(err)
 	}
 	return pol
+}
+
+// TestApplyCacheGroupFIFO: a hit reads the group lists as a load does: a
+// FIFO in place of one is refused at once, not read (which would block).
+func TestApplyCacheGroupFIFO(t *testing.T) {
+	l := newCacheLab(t, "first")
+	l.apply(t, nil)
+	block := filepath.Join(l.dir, "block.txt")
+	if err := os.Remove(block); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(block, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int, 1)
+	go func() {
+		c := &ApplyCmd{Policy: []string{filepath.Join(l.dir, "policy.toml")}, State: l.state, kernel: l.kernel, addrs: addrsOf("198.18.0.11")}
+		code, _, _ := exitOf(t, c.Run)
+		done <- code
+	}()
+	select {
+	case code := <-done:
+		if code != exitPolicy {
+			t.Errorf("exit %d, want %d (not a regular file)", code, exitPolicy)
+		}
+	case <-time.After(10 * time.Second):
+		// Unblock the reader so the test can end.
+		f, _ := os.OpenFile(block, os.O_WRONLY, 0)
+		f.Close()
+		t.Fatal("apply blocked on a FIFO group list")
+	}
+}
+
+// TestApplyCacheUndecodable: a ruleset entry whose checksum holds but
+// whose ruleset does not decode (a codec bug) is compiled again when the
+// ruleset is needed, never an error.
+func TestApplyCacheUndecodable(t *testing.T) {
+	l := newCacheLab(t, "first")
+	l.apply(t, nil)
+	pc := newPolicyCache(l.state)
+	files := l.cacheFiles(t, ".ruleset")
+	if len(files) != 1 {
+		t.Fatalf("ruleset files: %v", files)
+	}
+	body, ok := pc.read(files[0])
+	if !ok {
+		t.Fatal("the entry does not read")
+	}
+	var parts [][]byte
+	for len(body) > 0 {
+		n, w := binary.Uvarint(body)
+		parts, body = append(parts, body[w:w+int(n)]), body[w+int(n):]
+	}
+	parts[2] = []byte("HWIR\x01garbage")
+	var out []byte
+	for _, p := range parts {
+		out = binary.AppendUvarint(out, uint64(len(p)))
+		out = append(out, p...)
+	}
+	if err := pc.write(files[0], out); err != nil {
+		t.Fatal(err)
+	}
+	got, stderr := l.apply(t, nil) // the fake kernel needs the ruleset
+	if printed(t, got) != printed(t, l.compiled(t, "node1")) {
+		t.Errorf("got:\n%s\n%s", printed(t, got), stderr)
+	}
 }

@@ -98,6 +98,7 @@ func (c *ApplyCmd) applyConfirm(env *Env, k nft.Kernel, pp *prepared, lg *nft.La
 		_ = st.DropPending(id) // nothing changed: nothing to roll back
 		return c.onError(env, k, pp.policy(), err)
 	}
+	pp.store(env)
 	if snap, err := nk.Snapshot(ctx, table); err == nil {
 		lg.Time, lg.Snapshot = time.Now().UTC(), snap.ZeroCounters()
 	} else {
