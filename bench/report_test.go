@@ -75,7 +75,7 @@ func (r *report) markdown(s run) string {
 		"at exec; results before issue 8's second round were inflated so).", "")
 	w(r.compile...)
 	w("", "## Apply", "",
-		fmt.Sprintf("Median of %d runs each, in milliseconds, into a fresh network namespace", s.applyRep),
+		fmt.Sprintf("Median of %d runs each (31 at N <= 1,000), in milliseconds, into a fresh network namespace", s.applyRep),
 		"whose hostwall table is deleted before every run. `hostwall apply` is the whole",
 		"command, a separate process like `nft -f`. \"Cached\" is a re-apply of unchanged",
 		"policy files (at boot, on a reload, a second apply): it reads and hashes the files,",
