@@ -292,28 +292,10 @@ func sockOptions() []nftables.SockOption {
 	}}
 }
 
-// sendBatch sends ops as one nfnetlink batch on a fresh socket in the
-// network namespace nsFd (0: the current one) and waits for every
+// sendOn sends ops as one nfnetlink batch on conn and waits for every
 // acknowledgement. A refused message is reported as an *OpError naming its
 // operation (the first refused one, which is the cause; later ones fail in
-// its wake). It returns the socket, for reads after the transaction;
-// close it with closeInBackground.
-func sendBatch(ctx context.Context, nsFd int, ops []Op) (*netlink.Conn, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	conn, err := dialNetfilter(nsFd)
-	if err != nil {
-		return nil, err
-	}
-	if err := sendOn(ctx, conn, ops); err != nil {
-		closeInBackground(conn)
-		return nil, err
-	}
-	return conn, nil
-}
-
-// sendOn sends ops as one batch on conn and reads the acknowledgements.
+// its wake).
 func sendOn(ctx context.Context, conn *netlink.Conn, ops []Op) error {
 	rd, wr := socketBufferBytes(ops)
 	if err := raiseBuffers(conn, rd, wr); err != nil {

@@ -136,11 +136,6 @@ func (k *Netlink) send(ctx context.Context, ops []Op, before, after func(conn *n
 	return after(conn)
 }
 
-// verifySets checks the sets of b after its transaction (verifyCounts).
-func verifySets(conn *netlink.Conn, b *Batch) error {
-	return verifyCounts(conn, b.Table.Name, setChecks(b))
-}
-
 // setChecks are the checks of b's named sets.
 func setChecks(b *Batch) []SetCheck {
 	sets := make([]SetCheck, 0, len(b.Sets))

@@ -462,22 +462,9 @@ func (k *Netlink) Restore(ctx context.Context, s *Snapshot) error {
 	if err != nil {
 		return &OpError{Op: "encode restore", Err: err}
 	}
-	unlock, err := k.lock(ctx)
-	if err != nil {
+	if err := k.send(ctx, ops, nil, nil); err != nil {
 		return err
 	}
-	fd, closeNS, err := k.nsHandle()
-	if err != nil {
-		unlock()
-		return err
-	}
-	conn, err := sendBatch(ctx, fd, ops)
-	closeNS()
-	unlock()
-	if err != nil {
-		return err
-	}
-	closeInBackground(conn)
 	got, err := k.Snapshot(ctx, s.Table)
 	if err != nil {
 		return err

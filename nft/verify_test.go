@@ -79,14 +79,14 @@ func TestVerifySetsRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(counts) == 0 {
-		t.Log("this kernel does not report NFTA_SET_COUNT: verifySets reads every set back")
+		t.Log("this kernel does not report NFTA_SET_COUNT: verifyCounts reads every set back")
 	}
 	for _, s := range b.Sets {
 		if n, ok := counts[s.Set.Name]; ok && n != kernelCount(s) {
 			t.Errorf("set %s: the kernel reports %d elements, kernelCount says %d: every apply reads it back", s.Set.Name, n, kernelCount(s))
 		}
 	}
-	if err := verifySets(conn, b); err != nil {
+	if err := verifyCounts(conn, b.Table.Name, setChecks(b)); err != nil {
 		t.Errorf("the sets as applied: %v", err)
 	}
 	for i := range b.Sets {
@@ -95,7 +95,7 @@ func TestVerifySetsRoot(t *testing.T) {
 		bad := *b
 		bad.Sets = append([]*BatchSet(nil), b.Sets...)
 		bad.Sets[i] = &short
-		err := verifySets(conn, &bad)
+		err := verifyCounts(conn, bad.Table.Name, setChecks(&bad))
 		if err == nil || !strings.Contains(err.Error(), "were sent") {
 			t.Errorf("set %s holds 2 elements fewer than sent: %v", short.Set.Name, err)
 		}

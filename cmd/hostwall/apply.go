@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -143,11 +141,12 @@ type prepared struct {
 	rs     *ir.Ruleset
 	rsData []byte
 	tx     *nft.Transaction
-	// txSum is the SHA-256 of tx's encoding, and kernel this kernel's
+	// txSum is the SHA-256 of tx's encoding txData, and kernel this kernel's
 	// identity: together the key of the last known good snapshot in the
 	// cache (memo), or else the table read back after the transaction
 	// (readBack; exact when no other commit came between).
 	txSum    string
+	txData   []byte
 	kernel   string
 	memo     []byte
 	readBack *nft.Snapshot
@@ -308,8 +307,8 @@ func (p *prepared) store(env *Env) {
 	if p.cache == nil || !p.fresh {
 		return
 	}
-	cr := &cachedRuleset{LoadWarnings: p.loadWarnings, Warnings: p.warnings, Text: p.text, Tx: p.tx}
-	if _, err := p.cache.store(p.key, p.pol, p.node, cr, p.rs); err != nil {
+	cr := &cachedRuleset{LoadWarnings: p.loadWarnings, Warnings: p.warnings, Text: p.text, Tx: p.tx, TxData: p.txData, TxSum: p.txSum}
+	if err := p.cache.store(p.key, p.pol, p.node, cr, p.rs); err != nil {
 		fmt.Fprintf(env.Stderr, "hostwall: warning: the compiled policy was not cached (the next apply compiles it again): %v\n", err)
 	}
 }
@@ -389,12 +388,11 @@ func (p *prepared) snapshotMemo() []byte {
 		return nil
 	}
 	if p.txSum == "" {
-		b, err := p.tx.MarshalBinary()
-		if err != nil {
+		cr := &cachedRuleset{Tx: p.tx}
+		if err := cr.encodeTx(nil); err != nil {
 			return nil
 		}
-		sum := sha256.Sum256(b)
-		p.txSum = hex.EncodeToString(sum[:])
+		p.txData, p.txSum = cr.TxData, cr.TxSum
 	}
 	return p.cache.snapshotMemo(p.key, p.txSum, p.kernel)
 }

@@ -53,14 +53,14 @@ type policyCache struct {
 }
 
 // cacheFormat changes whenever what an entry holds, or how, changes.
-const cacheFormat = "hostwall-cache 2"
+const cacheFormat = "hostwall-cache 3"
 
 // cacheKeep is how many policies (distinct sets of policy files) the cache
 // keeps, the most recently used.
 const cacheKeep = 4
 
 // cacheMagic starts every cache file.
-var cacheMagic = []byte("HWCACHE2")
+var cacheMagic = []byte("HWCACHE3")
 
 // newPolicyCache returns the cache in stateDir, or nil when this binary
 // cannot be identified (then apply always compiles).
@@ -137,11 +137,32 @@ type cachedRuleset struct {
 	// Text is the ruleset as nft text.
 	Text []byte `json:"-"`
 	// RS is the ruleset's encoding (ir.Ruleset.MarshalBinary), decoded
-	// only when needed; Tx its transaction, and TxSum the SHA-256 of
-	// Tx's encoding (the key of the snapshot memo).
-	RS    []byte           `json:"-"`
-	Tx    *nft.Transaction `json:"-"`
-	TxSum string           `json:"-"`
+	// only when needed; Tx its transaction, TxData Tx's encoding and
+	// TxSum the SHA-256 of TxData (the key of the snapshot memo).
+	RS     []byte           `json:"-"`
+	Tx     *nft.Transaction `json:"-"`
+	TxData []byte           `json:"-"`
+	TxSum  string           `json:"tx_sum"`
+}
+
+// encodeTx fills TxData and TxSum from Tx (encoding rs first when Tx is
+// nil), unless TxData is there already.
+func (cr *cachedRuleset) encodeTx(rs *ir.Ruleset) error {
+	if cr.TxData != nil {
+		return nil
+	}
+	var err error
+	if cr.Tx == nil {
+		if cr.Tx, err = nft.Encode(rs); err != nil {
+			return err
+		}
+	}
+	if cr.TxData, err = cr.Tx.MarshalBinary(); err != nil {
+		return err
+	}
+	sum := sha256.Sum256(cr.TxData)
+	cr.TxSum = hex.EncodeToString(sum[:])
+	return nil
 }
 
 type cachedFile struct {
@@ -203,7 +224,7 @@ func (pc *policyCache) lookupRuleset(key, node string) *cachedRuleset {
 		return nil
 	}
 	cr := &cachedRuleset{Text: parts[1], RS: parts[2], Tx: new(nft.Transaction)}
-	if err := json.Unmarshal(parts[0], cr); err != nil {
+	if err := json.Unmarshal(parts[0], cr); err != nil || len(cr.TxSum) != 2*sha256.Size {
 		return nil
 	}
 	for _, g := range cr.Groups {
@@ -220,16 +241,13 @@ func (pc *policyCache) lookupRuleset(key, node string) *cachedRuleset {
 	if err := cr.Tx.UnmarshalBinary(parts[3]); err != nil {
 		return nil
 	}
-	sum := sha256.Sum256(parts[3])
-	cr.TxSum = hex.EncodeToString(sum[:])
 	return cr
 }
 
 // store writes the entry of a policy that loaded and compiled for node:
 // cr's warnings, text, ruleset rs and its transaction (encoded here when
-// cr.Tx is nil), and the group lists pol read. It returns the SHA-256 of
-// the transaction's encoding.
-func (pc *policyCache) store(key string, pol *model.Policy, node string, cr *cachedRuleset, rs *ir.Ruleset) (string, error) {
+// cr has no encoding yet), and the group lists pol read.
+func (pc *policyCache) store(key string, pol *model.Policy, node string, cr *cachedRuleset, rs *ir.Ruleset) error {
 	cp := cachedPolicy{}
 	for _, n := range pol.Nodes {
 		cp.Nodes = append(cp.Nodes, cachedNode{Name: n.Name, Addresses: n.Addresses})
@@ -242,40 +260,33 @@ func (pc *policyCache) store(key string, pol *model.Policy, node string, cr *cac
 	}
 	pj, err := json.Marshal(&cp)
 	if err != nil {
-		return "", err
+		return err
 	}
 	rsb, err := rs.MarshalBinary()
 	if err != nil {
-		return "", err
+		return err
 	}
-	if cr.Tx == nil {
-		if cr.Tx, err = nft.Encode(rs); err != nil {
-			return "", err
-		}
-	}
-	txb, err := cr.Tx.MarshalBinary()
-	if err != nil {
-		return "", err
+	if err := cr.encodeTx(rs); err != nil {
+		return err
 	}
 	meta, err := json.Marshal(cr)
 	if err != nil {
-		return "", err
+		return err
 	}
 	var body []byte
-	for _, part := range [][]byte{meta, cr.Text, rsb, txb} {
+	for _, part := range [][]byte{meta, cr.Text, rsb, cr.TxData} {
 		body = binary.AppendUvarint(body, uint64(len(part)))
 		body = append(body, part...)
 	}
-	sum := sha256.Sum256(txb)
 	if err := pc.write(pc.rulesetFile(key, node), body); err != nil {
-		return "", err
+		return err
 	}
 	// The policy file last: a hit reads it first.
 	if err := pc.write(pc.policyFile(key), pj); err != nil {
-		return "", err
+		return err
 	}
 	pc.prune()
-	return hex.EncodeToString(sum[:]), nil
+	return nil
 }
 
 // snapshotMemo returns the last known good table (JSON of the snapshot,

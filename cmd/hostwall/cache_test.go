@@ -133,7 +133,7 @@ func TestApplyCacheHit(t *testing.T) {
 	pc := newPolicyCache(l.state)
 	key := pc.key(sourcesHash(mustRead(t, filepath.Join(l.dir, "policy.toml"))))
 	rs := other.compiled(t, "node1")
-	if _, err := pc.store(key, mustLoad(t, filepath.Join(l.dir, "policy.toml")), "node1", &cachedRuleset{Text: []byte(printed(t, rs))}, rs); err != nil {
+	if err := pc.store(key, mustLoad(t, filepath.Join(l.dir, "policy.toml")), "node1", &cachedRuleset{Text: []byte(printed(t, rs))}, rs); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := l.apply(t, nil)

@@ -47,8 +47,7 @@ func checkFiles(files []string) error {
 	return s.check(slices.Compact(files))
 }
 
-// policyFiles lists the files a loaded policy was read from, sorted and
-// deduplicated.
+// policyFiles lists the files a loaded policy was read from.
 func policyFiles(pol *model.Policy) []string {
 	files := slices.Clone(pol.Files)
 	for _, g := range pol.Groups {
@@ -56,8 +55,7 @@ func policyFiles(pol *model.Policy) []string {
 			files = append(files, g.File)
 		}
 	}
-	slices.Sort(files)
-	return slices.Compact(files)
+	return files
 }
 
 // check checks each file and its directory; the first problem is returned.
