@@ -78,24 +78,14 @@ func ctStatusArgs(m ir.CtStatusMatch) (alt, error) {
 	return alt{"-m", "conntrack", "--ctstate", "DNAT"}, nil
 }
 
-// tcpFlagNames are iptables' names of the TCP flags hostwall writes.
-var tcpFlagNames = []struct {
-	bit  uint8
-	name string
-}{{ir.TCPFlagFIN, "FIN"}, {ir.TCPFlagSYN, "SYN"}, {ir.TCPFlagRST, "RST"}, {ir.TCPFlagACK, "ACK"}}
-
+// tcpFlagList is the comma-separated iptables names (FIN, SYN, ...) of
+// the bits of f.
 func tcpFlagList(f uint8) (string, error) {
-	var names []string
-	for _, n := range tcpFlagNames {
-		if f&n.bit != 0 {
-			names = append(names, n.name)
-			f &^= n.bit
-		}
+	names, rest := ir.TCPFlagNames(f)
+	if rest != 0 {
+		return "", fmt.Errorf("tcp flag bits %#x have no iptables name here", rest)
 	}
-	if f != 0 {
-		return "", fmt.Errorf("tcp flag bits %#x have no iptables name here", f)
-	}
-	return strings.Join(names, ","), nil
+	return strings.ToUpper(strings.Join(names, ",")), nil
 }
 
 // tcpFlagsArgs is `-m tcp --tcp-flags SYN,RST SYN` (the rule's -p tcp is

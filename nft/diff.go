@@ -113,18 +113,11 @@ func ViewOf(rs *ir.Ruleset) (*TableView, error) {
 // View reads table (family inet) over netlink and describes it; nil when
 // the table does not exist.
 func (k *Netlink) View(ctx context.Context, table string) (*TableView, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	fd, closeNS, err := k.nsHandle()
+	c, closeNS, err := k.reader(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer closeNS()
-	c, err := nftables.New(nftables.WithNetNSFd(fd), nftables.WithSockOptions(sockOptions()...))
-	if err != nil {
-		return nil, &OpError{Op: "open netlink", Err: err}
-	}
 	t, err := c.ListTableOfFamily(table, nftables.TableFamilyINet)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {

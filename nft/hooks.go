@@ -32,18 +32,11 @@ var familyWords = map[nftables.TableFamily]string{
 // (family inet, named table), sorted by hook, priority, family, table and
 // chain.
 func (k *Netlink) ForeignChains(ctx context.Context, table string) ([]ForeignChain, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	fd, closeNS, err := k.nsHandle()
+	c, closeNS, err := k.reader(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer closeNS()
-	c, err := nftables.New(nftables.WithNetNSFd(fd), nftables.WithSockOptions(sockOptions()...))
-	if err != nil {
-		return nil, &OpError{Op: "open netlink", Err: err}
-	}
 	chains, err := c.ListChains()
 	if err != nil {
 		return nil, &OpError{Op: "list chains", Err: err}

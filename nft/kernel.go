@@ -195,20 +195,31 @@ func (k *Netlink) Delete(ctx context.Context, table string) error {
 	return k.send(ctx, ops, nil, nil)
 }
 
-// List reads table back over netlink, with counters.
-func (k *Netlink) List(ctx context.Context, table string) (*Table, error) {
+// reader opens a google/nftables connection for reads (large socket
+// buffers) in the chosen namespace; closeNS ends it.
+func (k *Netlink) reader(ctx context.Context) (c *nftables.Conn, closeNS func(), err error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	fd, closeNS, err := k.nsHandle()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err = nftables.New(nftables.WithNetNSFd(fd), nftables.WithSockOptions(sockOptions()...))
+	if err != nil {
+		closeNS()
+		return nil, nil, &OpError{Op: "open netlink", Err: err}
+	}
+	return c, closeNS, nil
+}
+
+// List reads table back over netlink, with counters.
+func (k *Netlink) List(ctx context.Context, table string) (*Table, error) {
+	c, closeNS, err := k.reader(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer closeNS()
-	c, err := nftables.New(nftables.WithNetNSFd(fd), nftables.WithSockOptions(sockOptions()...))
-	if err != nil {
-		return nil, &OpError{Op: "open netlink", Err: err}
-	}
 	return readTable(c, table)
 }
 

@@ -14,27 +14,12 @@ import (
 // This file is the nft text and netlink form of the gateway kinds of the
 // IR: NAT statements, MSS clamping, `ct status` and `tcp flags`.
 
-// tcpFlagNames are nft's names of the TCP flags hostwall writes, in nft's
-// listing order.
-var tcpFlagNames = []struct {
-	bit  uint8
-	name string
-}{
-	{ir.TCPFlagFIN, "fin"}, {ir.TCPFlagSYN, "syn"}, {ir.TCPFlagRST, "rst"}, {ir.TCPFlagACK, "ack"},
-}
-
 // tcpFlagsText is the comma-separated nft names of the bits of f, or an
 // error for a bit hostwall does not name.
 func tcpFlagsText(f uint8) (string, error) {
-	var names []string
-	for _, n := range tcpFlagNames {
-		if f&n.bit != 0 {
-			names = append(names, n.name)
-			f &^= n.bit
-		}
-	}
-	if f != 0 {
-		return "", fmt.Errorf("tcp flags match: unknown flag bits %#x", f)
+	names, rest := ir.TCPFlagNames(f)
+	if rest != 0 {
+		return "", fmt.Errorf("tcp flags match: unknown flag bits %#x", rest)
 	}
 	return strings.Join(names, ","), nil
 }

@@ -446,10 +446,8 @@ func (p *printer) match(m ir.Match, fam ir.Family) (string, error) {
 		}
 		return "meta nfproto " + nfproto(m.Family), nil
 	case ir.IfaceMatch:
-		key := "iifname"
-		if m.Dir == ir.Out {
-			key = "oifname"
-		} else if m.Dir != ir.In {
+		key, ok := dirWord(m.Dir, "iifname", "oifname")
+		if !ok {
 			return "", fmt.Errorf("interface match: unknown direction %d", m.Dir)
 		}
 		if len(m.Names) == 0 {
@@ -479,10 +477,8 @@ func (p *printer) match(m ir.Match, fam ir.Family) (string, error) {
 		if !m.Proto.HasPorts() {
 			return "", fmt.Errorf("port match: protocol %s has no ports", m.Proto)
 		}
-		field := "sport"
-		if m.Field == ir.Dst {
-			field = "dport"
-		} else if m.Field != ir.Src {
+		field, ok := dirWord(m.Field, "sport", "dport")
+		if !ok {
 			return "", fmt.Errorf("port match: unknown field %d", m.Field)
 		}
 		if len(m.Ranges) == 0 {
@@ -549,14 +545,11 @@ func (p *printer) addrMatch(m ir.AddrMatch) (string, error) {
 	default:
 		return "", errors.New("address match: family must be IPv4 or IPv6")
 	}
-	switch m.Field {
-	case ir.Src:
-		key += " saddr"
-	case ir.Dst:
-		key += " daddr"
-	default:
+	field, ok := dirWord(m.Field, " saddr", " daddr")
+	if !ok {
 		return "", fmt.Errorf("address match: unknown field %d", m.Field)
 	}
+	key += field
 	key += neg(m.Negate)
 	switch {
 	case m.Set != nil && len(m.Elems) > 0:
@@ -715,4 +708,16 @@ func verdictKind(v ir.Verdict) string {
 		return "none"
 	}
 	return fmt.Sprintf("%T", v)
+}
+
+// dirWord is in for ir.In (ir.Src), out for ir.Out (ir.Dst); false for
+// any other direction.
+func dirWord(d ir.Direction, in, out string) (string, bool) {
+	switch d {
+	case ir.In:
+		return in, true
+	case ir.Out:
+		return out, true
+	}
+	return "", false
 }

@@ -97,6 +97,21 @@ type TCPFlagsMatch struct {
 func (CtStatusMatch) isMatch() {}
 func (TCPFlagsMatch) isMatch() {}
 
+// TCPFlagNames names the bits of f that hostwall writes, in nft's listing
+// order (fin, syn, rst, ack); rest is the bits of f it does not name.
+func TCPFlagNames(f uint8) (names []string, rest uint8) {
+	for _, n := range []struct {
+		bit  uint8
+		name string
+	}{{TCPFlagFIN, "fin"}, {TCPFlagSYN, "syn"}, {TCPFlagRST, "rst"}, {TCPFlagACK, "ack"}} {
+		if f&n.bit != 0 {
+			names = append(names, n.name)
+			f &^= n.bit
+		}
+	}
+	return names, f
+}
+
 // tcpFlagsOf is the TCP flags Eval assumes a packet has.
 func tcpFlagsOf(p Packet) uint8 {
 	if p.State == CtNew {
