@@ -528,34 +528,7 @@ func (s *posScanner) value(path int32) {
 // otherwise); values are only skipped.
 func (s *posScanner) basicString(decode bool) string {
 	if s.peek(1) == '"' && s.peek(2) == '"' {
-		s.i += 3
-		st := s.i
-		for !s.eof() {
-			switch s.src[s.i] {
-			case '\\':
-				s.advance()
-				s.advance()
-				continue
-			case '"':
-				if s.peek(1) == '"' && s.peek(2) == '"' {
-					// Up to two quotes may end the content: """"" is legal.
-					for s.peek(3) == '"' {
-						s.i++
-					}
-					end := s.i
-					s.i += 3
-					if !decode {
-						return ""
-					}
-					return string(s.src[st:end])
-				}
-			}
-			s.advance()
-		}
-		if !decode {
-			return ""
-		}
-		return string(s.src[st:])
+		return s.multiLine('"', true, decode)
 	}
 	st := s.i
 	s.i++
@@ -583,30 +556,44 @@ func (s *posScanner) basicString(decode bool) string {
 	return strings.Trim(raw, `"`)
 }
 
-// literalString reads a 'literal' or ”'multi-line”' string and, with
+// multiLine reads a multi-line string opened by three q (the scanner is at
+// the first of them); escapes (basic strings) skips the character after a
+// backslash. With decode it returns the content, raw.
+func (s *posScanner) multiLine(q byte, escapes, decode bool) string {
+	s.i += 3
+	st := s.i
+	for !s.eof() {
+		c := s.src[s.i]
+		if escapes && c == '\\' {
+			s.advance()
+			s.advance()
+			continue
+		}
+		if c == q && s.peek(1) == q && s.peek(2) == q {
+			// Up to two quotes may end the content: """"" is legal.
+			for s.peek(3) == q {
+				s.i++
+			}
+			end := s.i
+			s.i += 3
+			if !decode {
+				return ""
+			}
+			return string(s.src[st:end])
+		}
+		s.advance()
+	}
+	if !decode {
+		return ""
+	}
+	return string(s.src[st:])
+}
+
+// literalString reads a 'literal' or a triple-quoted multi-line string and, with
 // decode, returns its value.
 func (s *posScanner) literalString(decode bool) string {
 	if s.peek(1) == '\'' && s.peek(2) == '\'' {
-		s.i += 3
-		st := s.i
-		for !s.eof() {
-			if s.src[s.i] == '\'' && s.peek(1) == '\'' && s.peek(2) == '\'' {
-				for s.peek(3) == '\'' {
-					s.i++
-				}
-				end := s.i
-				s.i += 3
-				if !decode {
-					return ""
-				}
-				return string(s.src[st:end])
-			}
-			s.advance()
-		}
-		if !decode {
-			return ""
-		}
-		return string(s.src[st:])
+		return s.multiLine('\'', false, decode)
 	}
 	s.i++
 	st := s.i
