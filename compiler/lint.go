@@ -441,13 +441,8 @@ func (ch *lintChainT) describe(idx []int, withPolicy bool) string {
 // "reject".
 func verdictName(entries []chainEntry) string {
 	for _, e := range entries {
-		switch e.rule.Verdict.(type) {
-		case ir.Accept:
-			return "accept"
-		case ir.Drop:
-			return "drop"
-		case ir.Reject:
-			return "reject"
+		if n := ir.VerdictName(e.rule.Verdict); n != "none" {
+			return n
 		}
 	}
 	return "none"

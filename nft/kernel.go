@@ -45,17 +45,21 @@ type Netlink struct {
 }
 
 // nsHandle opens the namespace; close it with the returned func. fd 0
+// OpenNetNS opens a network namespace by its name in `ip netns` or, when
+// name holds a '/', by path.
+func OpenNetNS(name string) (netns.NsHandle, error) {
+	if strings.ContainsRune(name, '/') {
+		return netns.GetFromPath(name)
+	}
+	return netns.GetFromName(name)
+}
+
 // means the current namespace.
 func (k *Netlink) nsHandle() (fd int, closeNS func(), err error) {
 	if k.NetNS == "" {
 		return 0, func() {}, nil
 	}
-	var h netns.NsHandle
-	if strings.ContainsRune(k.NetNS, '/') {
-		h, err = netns.GetFromPath(k.NetNS)
-	} else {
-		h, err = netns.GetFromName(k.NetNS)
-	}
+	h, err := OpenNetNS(k.NetNS)
 	if err != nil {
 		return 0, nil, &OpError{Op: fmt.Sprintf("open network namespace %q", k.NetNS), Err: err}
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/hostwall/hostwall/model"
 	"github.com/hostwall/hostwall/nft"
 	vnl "github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"go4.org/netipx"
 )
 
@@ -508,23 +507,7 @@ func detectNode(pol *model.Policy, own []netip.Addr) (string, error) {
 // hostAddrs lists the addresses of every interface in the network namespace
 // (the current one when name is "").
 func hostAddrs(name string) ([]netip.Addr, error) {
-	var h *vnl.Handle
-	var err error
-	if name == "" {
-		h, err = vnl.NewHandle()
-	} else {
-		var ns netns.NsHandle
-		if strings.ContainsRune(name, '/') {
-			ns, err = netns.GetFromPath(name)
-		} else {
-			ns, err = netns.GetFromName(name)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("open network namespace %q: %w", name, err)
-		}
-		defer ns.Close()
-		h, err = vnl.NewHandleAt(ns)
-	}
+	h, err := nsHandle(name)
 	if err != nil {
 		return nil, err
 	}

@@ -75,7 +75,7 @@ func explain(w io.Writer, pol *model.Policy, node string, pkt ir.Packet, res ir.
 		switch s.Kind {
 		case ir.StepEnter:
 			if b := s.Chain.Base; b != nil {
-				fmt.Fprintf(w, "%schain %s (hook %s, priority %d, policy %s)\n", ind, s.Chain.Name, hookWord(b.Hook), b.Priority, verdictName(policyOf(b)))
+				fmt.Fprintf(w, "%schain %s (hook %s, priority %d, policy %s)\n", ind, s.Chain.Name, hookWord(b.Hook), b.Priority, ir.VerdictName(policyOf(b)))
 			} else {
 				fmt.Fprintf(w, "%s  chain %s (jumped to)\n", ind, s.Chain.Name)
 			}
@@ -121,7 +121,7 @@ func explain(w io.Writer, pol *model.Policy, node string, pkt ir.Packet, res ir.
 		case ir.StepReturn:
 			fmt.Fprintf(w, "%s  back from %s\n", ind, s.Chain.Name)
 		case ir.StepPolicy:
-			fmt.Fprintf(w, "%s  no rule decided: chain policy %s\n", ind, verdictName(s.Verdict))
+			fmt.Fprintf(w, "%s  no rule decided: chain policy %s\n", ind, ir.VerdictName(s.Verdict))
 		}
 	}
 	fmt.Fprintln(w)
@@ -165,7 +165,7 @@ func verdictText(v ir.Verdict) string {
 			return s
 		}
 	}
-	return verdictName(v)
+	return ir.VerdictName(v)
 }
 
 // policyOf is a base chain's policy (nil means accept, as in nft).

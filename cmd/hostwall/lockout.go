@@ -8,8 +8,8 @@ import (
 
 	"github.com/hostwall/hostwall/compiler"
 	"github.com/hostwall/hostwall/compiler/ir"
+	"github.com/hostwall/hostwall/nft"
 	vnl "github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // sshPort is the server port of a --keep session when --keep-server
@@ -109,13 +109,7 @@ func nsHandle(name string) (*vnl.Handle, error) {
 	if name == "" {
 		return vnl.NewHandle()
 	}
-	var ns netns.NsHandle
-	var err error
-	if strings.ContainsRune(name, '/') {
-		ns, err = netns.GetFromPath(name)
-	} else {
-		ns, err = netns.GetFromName(name)
-	}
+	ns, err := nft.OpenNetNS(name)
 	if err != nil {
 		return nil, fmt.Errorf("open network namespace %q: %w", name, err)
 	}

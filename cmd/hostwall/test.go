@@ -156,7 +156,7 @@ func runTests(pol *model.Policy, node string) ([]testResult, error) {
 			Node:      x.Node,
 			Packet:    pkt.String(),
 			Expect:    actionName(x.Expect),
-			Got:       verdictName(res.Verdict),
+			Got:       ir.VerdictName(res.Verdict),
 			DecidedBy: decider(res),
 		}
 		if res.Err != nil {
@@ -241,17 +241,4 @@ func actionName(a model.Action) string {
 		return "reject"
 	}
 	return "accept"
-}
-
-// verdictName is the policy word of a final verdict.
-func verdictName(v ir.Verdict) string {
-	switch v.(type) {
-	case ir.Accept:
-		return "accept"
-	case ir.Drop:
-		return "drop"
-	case ir.Reject:
-		return "reject"
-	}
-	return "none"
 }

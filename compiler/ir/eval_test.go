@@ -48,22 +48,6 @@ func inputOnly(pol Verdict, rules ...*Rule) *Ruleset {
 	}}}
 }
 
-func verdictName(v Verdict) string {
-	switch v := v.(type) {
-	case Accept:
-		return "accept"
-	case Drop:
-		return "drop"
-	case Reject:
-		return "reject"
-	case nil:
-		return "none"
-	default:
-		_ = v
-		return "other"
-	}
-}
-
 // TestMatches checks every match kind, with negation, against packets that
 // must and must not match.
 func TestMatches(t *testing.T) {
@@ -150,7 +134,7 @@ func TestMatches(t *testing.T) {
 				// The same through Eval: a rule with only this match.
 				res := Eval(inputOnly(Drop{}, &Rule{Matches: []Match{tc.m}, Verdict: Accept{}}), withDir(p))
 				if _, acc := res.Verdict.(Accept); acc != want {
-					t.Errorf("Eval of %q = %s, want accept=%v", s, verdictName(res.Verdict), want)
+					t.Errorf("Eval of %q = %s, want accept=%v", s, VerdictName(res.Verdict), want)
 				}
 			}
 			for _, s := range tc.yes {
@@ -174,12 +158,12 @@ func TestUnknownMatchAndVerdict(t *testing.T) {
 	type oddVerdict struct{ Verdict }
 	p := pkt(t, "tcp 198.18.0.1 -> 198.18.0.2:22")
 	res := Eval(inputOnly(Accept{}, &Rule{Matches: []Match{oddMatch{}}, Verdict: Accept{}}), p)
-	if res.Err == nil || verdictName(res.Verdict) != "drop" {
-		t.Errorf("unknown match: got %s err %v, want drop with an error", verdictName(res.Verdict), res.Err)
+	if res.Err == nil || VerdictName(res.Verdict) != "drop" {
+		t.Errorf("unknown match: got %s err %v, want drop with an error", VerdictName(res.Verdict), res.Err)
 	}
 	res = Eval(inputOnly(Accept{}, &Rule{Verdict: oddVerdict{}}), p)
-	if res.Err == nil || verdictName(res.Verdict) != "drop" {
-		t.Errorf("unknown verdict: got %s err %v, want drop with an error", verdictName(res.Verdict), res.Err)
+	if res.Err == nil || VerdictName(res.Verdict) != "drop" {
+		t.Errorf("unknown verdict: got %s err %v, want drop with an error", VerdictName(res.Verdict), res.Err)
 	}
 	loop := &Chain{Name: "loop"}
 	loop.Rules = []*Rule{{Verdict: Jump{Chain: loop}}}
@@ -191,8 +175,8 @@ func TestUnknownMatchAndVerdict(t *testing.T) {
 	if res := Eval(inputOnly(Accept{}, &Rule{Verdict: Jump{}}), p); res.Err == nil {
 		t.Errorf("jump to nil: no error")
 	}
-	if res := Eval(nil, p); verdictName(res.Verdict) != "accept" {
-		t.Errorf("nil ruleset: %s, want accept", verdictName(res.Verdict))
+	if res := Eval(nil, p); VerdictName(res.Verdict) != "accept" {
+		t.Errorf("nil ruleset: %s, want accept", VerdictName(res.Verdict))
 	}
 }
 
@@ -297,7 +281,7 @@ func TestEvalChains(t *testing.T) {
 			if res.Err != nil {
 				t.Fatal(res.Err)
 			}
-			if got := verdictName(res.Verdict); got != tc.want {
+			if got := VerdictName(res.Verdict); got != tc.want {
 				t.Errorf("verdict %s, want %s", got, tc.want)
 			}
 			if r, ok := res.Verdict.(Reject); ok && r.With != tc.with {
@@ -350,7 +334,7 @@ func TestEvalPolicies(t *testing.T) {
 		want string
 	}{{Accept{}, "accept"}, {Drop{}, "drop"}, {nil, "accept"}} {
 		res := Eval(inputOnly(tc.pol), p)
-		if got := verdictName(res.Verdict); got != tc.want || res.Rule != nil || res.Chain == nil {
+		if got := VerdictName(res.Verdict); got != tc.want || res.Rule != nil || res.Chain == nil {
 			t.Errorf("policy %v: got %s rule %v chain %v, want %s by the policy", tc.pol, got, res.Rule, res.Chain, tc.want)
 		}
 		last := res.Trace[len(res.Trace)-1]
@@ -360,7 +344,7 @@ func TestEvalPolicies(t *testing.T) {
 	}
 	// A limit does not stop a match: Eval answers for packets under the rate.
 	res := Eval(inputOnly(Drop{}, &Rule{Limit: &Limit{Rate: 1, Unit: PerMinute}, Verdict: Accept{}}), p)
-	if verdictName(res.Verdict) != "accept" {
-		t.Errorf("limited rule: %s, want accept", verdictName(res.Verdict))
+	if VerdictName(res.Verdict) != "accept" {
+		t.Errorf("limited rule: %s, want accept", VerdictName(res.Verdict))
 	}
 }

@@ -125,6 +125,20 @@ type Jump struct {
 // chain's policy).
 type Return struct{}
 
+// VerdictName is the policy word of a final verdict: "accept", "drop" or
+// "reject"; "none" for no verdict or any other.
+func VerdictName(v Verdict) string {
+	switch v.(type) {
+	case Accept:
+		return "accept"
+	case Drop:
+		return "drop"
+	case Reject:
+		return "reject"
+	}
+	return "none"
+}
+
 func (Accept) isVerdict() {}
 func (Drop) isVerdict()   {}
 func (Reject) isVerdict() {}

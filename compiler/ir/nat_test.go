@@ -89,7 +89,7 @@ func TestEvalNAT(t *testing.T) {
 			if res.Err != nil {
 				t.Fatal(res.Err)
 			}
-			if got := verdictName(res.Verdict); got != tc.want {
+			if got := VerdictName(res.Verdict); got != tc.want {
 				t.Errorf("verdict %s, want %s", got, tc.want)
 			}
 			gotRule := ""
@@ -166,10 +166,10 @@ func TestEvalNATMisplaced(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			res := Eval(&Ruleset{Table: "t", Chains: []*Chain{tc.c}}, pkt(t, "forward tcp 198.18.0.1 -> 198.18.0.2:22 iif a oif b"))
 			if res.Err == nil {
-				t.Fatalf("no error; verdict %s", verdictName(res.Verdict))
+				t.Fatalf("no error; verdict %s", VerdictName(res.Verdict))
 			}
 			if _, ok := res.Verdict.(Drop); !ok {
-				t.Errorf("verdict %s on error, want drop", verdictName(res.Verdict))
+				t.Errorf("verdict %s on error, want drop", VerdictName(res.Verdict))
 			}
 		})
 	}

@@ -30,7 +30,7 @@ func TestEvalVerdictMap(t *testing.T) {
 		if res.Err != nil {
 			t.Fatalf("%s: %v", tc.packet, res.Err)
 		}
-		if got := verdictName(res.Verdict); got != tc.verdict || res.Rule != tc.rule {
+		if got := VerdictName(res.Verdict); got != tc.verdict || res.Rule != tc.rule {
 			t.Errorf("%s: %s by %p, want %s by %p", tc.packet, got, res.Rule, tc.verdict, tc.rule)
 		}
 		if res.Chain == nil || res.Chain.Name != "input" {
