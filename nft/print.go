@@ -208,6 +208,14 @@ var hookNames = [...]string{
 	ir.HookPostrouting: "postrouting",
 }
 
+// HookName is the nft name of a hook (its number when it has none).
+func HookName(h ir.Hook) string {
+	if int(h) < len(hookNames) {
+		return hookNames[h]
+	}
+	return fmt.Sprint(int(h))
+}
+
 func (p *printer) chain(c *ir.Chain) error {
 	if err := checkName("chain", c.Name); err != nil {
 		return err

@@ -70,7 +70,7 @@ func writeCompiledJSON(w io.Writer, rs *ir.Ruleset) error {
 			if b.Type == ir.TypeNAT {
 				cj.Type = "nat"
 			}
-			cj.Hook, cj.Priority, cj.Policy = hookWord(b.Hook), nft.Priority(b.Hook, b.Priority), ir.VerdictName(policyOf(b))
+			cj.Hook, cj.Priority, cj.Policy = nft.HookName(b.Hook), nft.Priority(b.Hook, b.Priority), ir.VerdictName(policyOf(b))
 		}
 		for _, r := range c.Rules {
 			text, err := nft.FormatRule(r)

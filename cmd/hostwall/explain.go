@@ -75,7 +75,7 @@ func explain(w io.Writer, pol *model.Policy, node string, pkt ir.Packet, res ir.
 		switch s.Kind {
 		case ir.StepEnter:
 			if b := s.Chain.Base; b != nil {
-				fmt.Fprintf(w, "%schain %s (hook %s, priority %d, policy %s)\n", ind, s.Chain.Name, hookWord(b.Hook), b.Priority, ir.VerdictName(policyOf(b)))
+				fmt.Fprintf(w, "%schain %s (hook %s, priority %d, policy %s)\n", ind, s.Chain.Name, nft.HookName(b.Hook), b.Priority, ir.VerdictName(policyOf(b)))
 			} else {
 				fmt.Fprintf(w, "%s  chain %s (jumped to)\n", ind, s.Chain.Name)
 			}
@@ -174,23 +174,6 @@ func policyOf(b *ir.Base) ir.Verdict {
 		return ir.Accept{}
 	}
 	return b.Policy
-}
-
-// hookWord is the nft name of a hook.
-func hookWord(h ir.Hook) string {
-	switch h {
-	case ir.HookPrerouting:
-		return "prerouting"
-	case ir.HookInput:
-		return "input"
-	case ir.HookForward:
-		return "forward"
-	case ir.HookOutput:
-		return "output"
-	case ir.HookPostrouting:
-		return "postrouting"
-	}
-	return fmt.Sprint(int(h))
 }
 
 // snippets reads policy files (once each) to quote the TOML a rule came
